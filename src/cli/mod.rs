@@ -1,0 +1,70 @@
+//! Command-line interface: one file per subcommand.
+
+mod accounts;
+mod check;
+mod run;
+mod tickets;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use maildesk::config::{Config, ConfigError};
+
+#[derive(Parser)]
+#[command(
+    name = "maildesk",
+    version,
+    about = "Support and abuse desk for a hosting provider, run over email"
+)]
+struct Cli {
+    /// Config file [default: ./maildesk.toml, then /etc/maildesk/maildesk.toml]
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read the mailboxes, store and answer mail, deliver the outbox
+    Run(run::Args),
+    /// Validate the config and templates without touching any mailbox
+    Check,
+    /// The account registry
+    #[command(subcommand)]
+    Accounts(accounts::Command),
+    /// Tickets and their threads
+    #[command(subcommand)]
+    Tickets(tickets::Command),
+}
+
+/// Exit code for a config that cannot be used.
+pub const EXIT_CONFIG: u8 = 2;
+
+pub fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let config = match load_config(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run::run(&config, args),
+        Command::Check => check::check(&config),
+        Command::Accounts(command) => accounts::run(&config, command),
+        Command::Tickets(command) => tickets::run(&config, command),
+    }
+}
+
+fn load_config(given: Option<&Path>) -> Result<Config, ConfigError> {
+    Config::load(&Config::locate(given)?)
+}
+
+/// Prints `value` as pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Deserialising a TOML file while collecting *every* problem, not just the first.
+//!
+//! serde stops at the first error. To report all of them in one run, we parse the file
+//! into toml's spanned document tree, try to deserialise, and on an error record it, cut
+//! the offending key out of the tree and try again. Each round removes one key, so the
+//! loop ends; a "missing field" error cannot be cut out and ends it early.
+
+use std::ops::Range;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use toml::de::{DeTable, DeValue};
+
+use crate::diag::{Diagnostic, closest};
+
+/// Deserialises `source` (the text of `file`) into `T`, or returns all problems found.
+pub fn deserialize_all<T: DeserializeOwned>(
+    file: &Path,
+    source: &str,
+) -> Result<T, Vec<Diagnostic>> {
+    let (document, syntax_errors) = DeTable::parse_recoverable(source);
+    if !syntax_errors.is_empty() {
+        return Err(syntax_errors
+            .iter()
+            .map(|e| to_diagnostic(file, source, e))
+            .collect());
+    }
+    let mut document = document;
+    let mut problems = Vec::new();
+    loop {
+        match T::deserialize(toml::de::Deserializer::from(document.clone())) {
+            Ok(value) if problems.is_empty() => return Ok(value),
+            Ok(_) => return Err(problems),
+            Err(e) => {
+                problems.push(to_diagnostic(file, source, &e));
+                let removed = match e.span() {
+                    Some(span) if !e.message().starts_with("missing field") => {
+                        remove_key_at(document.get_mut(), &span)
+                    }
+                    _ => false,
+                };
+                if !removed {
+                    return Err(problems);
+                }
+            }
+        }
+    }
+}
+
+fn to_diagnostic(file: &Path, source: &str, e: &toml::de::Error) -> Diagnostic {
+    let message = e.message().trim().to_string();
+    let hint = unknown_key_hint(&message);
+    let d = Diagnostic::error(file, message).at_span(source, e.span());
+    match hint {
+        Some(hint) => d.with_hint(hint),
+        None => d,
+    }
+}
+
+/// For "unknown field `x`, expected one of `a`, `b`": suggest the nearest allowed key.
+fn unknown_key_hint(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, expected) = rest.split_once('`')?;
+    let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    match closest(unknown, allowed.iter().copied()) {
+        Some(near) => Some(format!("did you mean `{near}`?")),
+        None if allowed.is_empty() => Some("this table takes no keys".into()),
+        None => Some(format!("allowed keys here: {}", allowed.join(", "))),
+    }
+}
+
+fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end
+}
+
+/// Removes the innermost key whose key or value covers `span`; false if none does.
+/// Searches depth-first: the span of an array of tables does not cover its tables.
+fn remove_key_at(table: &mut DeTable<'_>, span: &Range<usize>) -> bool {
+    let mut target = None;
+    for (key, value) in table.iter_mut() {
+        if contains(&key.span(), span) {
+            target = Some(key.get_ref().to_string());
+            break;
+        }
+        if remove_in_value(value.get_mut(), span) {
+            return true;
+        }
+        if contains(&value.span(), span) {
+            target = Some(key.get_ref().to_string());
+            break;
+        }
+    }
+    match target {
+        Some(name) => table.remove(name.as_str()).is_some(),
+        None => false,
+    }
+}
+
+fn remove_in_value(value: &mut DeValue<'_>, span: &Range<usize>) -> bool {
+    match value {
+        DeValue::Table(table) => remove_key_at(table, span),
+        DeValue::Array(items) => items
+            .iter_mut()
+            .any(|item| remove_in_value(item.get_mut(), span)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Sample {
+        name: String,
+        #[serde(default)]
+        count: u32,
+        #[serde(default)]
+        inner: Vec<Inner>,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        #[serde(default)]
+        flag: bool,
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_line() {
+        let src = "name = \"x\"\ncount = \"many\"\nnaem = 1\n[[inner]]\nflag = 3\nflga = true\n";
+        let errs = deserialize_all::<Sample>(Path::new("t.toml"), src).unwrap_err();
+        let mut lines: Vec<_> = errs.iter().map(|d| d.line.unwrap()).collect();
+        lines.sort();
+        assert_eq!(lines, vec![2, 3, 5, 6], "{errs:#?}");
+        let unknown = errs.iter().find(|d| d.line == Some(3)).unwrap();
+        assert!(unknown.message.contains("unknown field `naem`"));
+        assert_eq!(unknown.hint.as_deref(), Some("did you mean `name`?"));
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let errs =
+            deserialize_all::<Sample>(Path::new("t.toml"), "name = \"x\"\ncount = \n").unwrap_err();
+        assert_eq!(errs[0].line, Some(2), "{errs:#?}");
+    }
+
+    #[test]
+    fn valid_file_deserialises() {
+        let s = deserialize_all::<Sample>(
+            Path::new("t.toml"),
+            "name = \"x\"\n[[inner]]\nflag = true\n",
+        )
+        .unwrap();
+        assert_eq!(s.name, "x");
+        assert!(s.inner[0].flag);
+    }
+}

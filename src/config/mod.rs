@@ -1,0 +1,517 @@
+//! The daemon's TOML configuration: typed, validated, every problem reported at once.
+//!
+//! Relative paths are resolved against the directory of the config file, so a config
+//! works the same whatever directory the daemon is started from.
+
+mod collect;
+
+use std::path::{Path, PathBuf};
+
+use chrono::{NaiveDate, NaiveTime, Weekday};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::diag::{Diagnostic, Diagnostics};
+
+pub use collect::deserialize_all;
+
+/// Where `--config` is looked for when not given.
+pub const DEFAULT_LOCATIONS: [&str; 2] = ["maildesk.toml", "/etc/maildesk/maildesk.toml"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The config file this was read from.
+    #[serde(skip)]
+    pub file: PathBuf,
+    pub database: Spanned<PathBuf>,
+    pub rules_dir: Spanned<PathBuf>,
+    pub templates_dir: Spanned<PathBuf>,
+    pub desk: Desk,
+    #[serde(default)]
+    pub time: Time,
+    #[serde(default, rename = "mailbox")]
+    pub mailboxes: Vec<Mailbox>,
+    pub outgoing: Outgoing,
+    #[serde(default)]
+    pub staff: Vec<Staff>,
+    #[serde(default)]
+    pub daemon: Daemon,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Desk {
+    /// Shown to customers, e.g. in the From display name.
+    pub name: String,
+    pub support_address: Spanned<String>,
+    pub abuse_address: Spanned<String>,
+    /// Subject tag, `ACME` gives `[ACME #123]`.
+    pub ticket_tag: Spanned<String>,
+    /// Language of mails to senders whose language is unknown.
+    #[serde(default = "default_language")]
+    pub default_language: String,
+}
+
+fn default_language() -> String {
+    "en".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Time {
+    pub zone: Tz,
+    pub business_days: Vec<Weekday>,
+    pub business_hours: BusinessHours,
+    /// ISO dates (`"2026-12-25"`) that are not working days.
+    pub holidays: Vec<NaiveDate>,
+}
+
+impl Default for Time {
+    fn default() -> Self {
+        Self {
+            zone: Tz::UTC,
+            business_days: vec![
+                Weekday::Mon,
+                Weekday::Tue,
+                Weekday::Wed,
+                Weekday::Thu,
+                Weekday::Fri,
+            ],
+            business_hours: BusinessHours {
+                opens: NaiveTime::from_hms_opt(8, 0, 0).unwrap_or_default(),
+                closes: NaiveTime::from_hms_opt(18, 0, 0).unwrap_or_default(),
+            },
+            holidays: Vec::new(),
+        }
+    }
+}
+
+/// Opening hours of a working day, written `"08:00-18:00"`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "String")]
+pub struct BusinessHours {
+    pub opens: NaiveTime,
+    pub closes: NaiveTime,
+}
+
+impl TryFrom<String> for BusinessHours {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let bad = || format!("business_hours must look like \"08:00-18:00\", not {value:?}");
+        let (opens, closes) = value.split_once('-').ok_or_else(bad)?;
+        let parse = |s: &str| NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| bad());
+        let (opens, closes) = (parse(opens)?, parse(closes)?);
+        if opens >= closes {
+            return Err(format!(
+                "business_hours {value:?}: opening time must come before closing time"
+            ));
+        }
+        Ok(Self { opens, closes })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Support,
+    Abuse,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Support => "support",
+            Role::Abuse => "abuse",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Maildir,
+    Imap,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// TLS from the first byte (IMAPS 993, SMTPS 465).
+    Tls,
+    Starttls,
+    /// No TLS: allowed only towards loopback addresses.
+    Plain,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mailbox {
+    /// Unique; keys the mailbox's cursor in the database, so renaming it means a new cursor.
+    pub name: Spanned<String>,
+    pub role: Role,
+    pub kind: SourceKind,
+    /// Maildir: the directory holding `new/`, `cur/` and `tmp/`.
+    pub path: Option<Spanned<PathBuf>>,
+    /// IMAP server.
+    pub host: Option<Spanned<String>>,
+    pub port: Option<u16>,
+    pub security: Option<Security>,
+    pub user: Option<String>,
+    pub password_file: Option<Spanned<PathBuf>>,
+    pub password_env: Option<Spanned<String>>,
+    #[serde(default = "default_folder")]
+    pub folder: String,
+}
+
+fn default_folder() -> String {
+    "INBOX".into()
+}
+
+/// Where a password comes from: a secret never has to be written in the config itself.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordSource<'a> {
+    pub file: Option<&'a Spanned<PathBuf>>,
+    pub env: Option<&'a Spanned<String>>,
+}
+
+impl Mailbox {
+    pub fn password(&self) -> PasswordSource<'_> {
+        PasswordSource {
+            file: self.password_file.as_ref(),
+            env: self.password_env.as_ref(),
+        }
+    }
+}
+
+impl Outgoing {
+    pub fn password(&self) -> PasswordSource<'_> {
+        PasswordSource {
+            file: self.password_file.as_ref(),
+            env: self.password_env.as_ref(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outgoing {
+    pub transport: TransportKind,
+    /// File transport: directory the `.eml` files are written to (created if missing).
+    pub dir: Option<Spanned<PathBuf>>,
+    /// SMTP relay.
+    pub host: Option<Spanned<String>>,
+    pub port: Option<u16>,
+    pub security: Option<Security>,
+    pub user: Option<String>,
+    pub password_file: Option<Spanned<PathBuf>>,
+    pub password_env: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    File,
+    Smtp,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Staff {
+    pub email: Spanned<String>,
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Daemon {
+    /// How often a mailbox without push is looked at.
+    pub poll_interval_secs: u64,
+}
+
+impl Default for Daemon {
+    fn default() -> Self {
+        Self {
+            poll_interval_secs: 60,
+        }
+    }
+}
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no config file given and none found at {}", DEFAULT_LOCATIONS.join(" or "))]
+    NotFound,
+    #[error("cannot read config {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Diagnostics),
+}
+
+impl Config {
+    /// Finds the config: the given path, else the default locations in order.
+    pub fn locate(given: Option<&Path>) -> Result<PathBuf, ConfigError> {
+        if let Some(path) = given {
+            return Ok(path.to_path_buf());
+        }
+        DEFAULT_LOCATIONS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or(ConfigError::NotFound)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &source)
+    }
+
+    /// Parses and validates `source`, the text of the config file at `path`.
+    pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigError> {
+        let mut config: Config =
+            deserialize_all(path, source).map_err(|d| ConfigError::Invalid(Diagnostics(d)))?;
+        config.file = path.to_path_buf();
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        config.resolve_paths(&base);
+        let problems = config.validate(source);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(Diagnostics(problems)))
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let mut paths: Vec<&mut Spanned<PathBuf>> = vec![
+            &mut self.database,
+            &mut self.rules_dir,
+            &mut self.templates_dir,
+        ];
+        paths.extend(self.outgoing.dir.as_mut());
+        paths.extend(self.outgoing.password_file.as_mut());
+        for mailbox in &mut self.mailboxes {
+            paths.extend(mailbox.path.as_mut());
+            paths.extend(mailbox.password_file.as_mut());
+        }
+        for path in paths {
+            if path.get_ref().is_relative() {
+                let joined = base.join(path.get_ref());
+                *path.get_mut() = joined;
+            }
+        }
+    }
+
+    /// Checks what types alone cannot: files that must exist, fields one kind needs.
+    fn validate(&self, source: &str) -> Vec<Diagnostic> {
+        let mut v = Validator {
+            file: &self.file,
+            source,
+            problems: Vec::new(),
+        };
+        match self.database.get_ref().parent() {
+            Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => v.error(
+                &self.database,
+                format!("directory {} of the database does not exist", dir.display()),
+                "create it, or point `database` at an existing directory",
+            ),
+            _ => {}
+        }
+        v.dir_exists(&self.rules_dir, "rules_dir");
+        v.dir_exists(&self.templates_dir, "templates_dir");
+        for address in [&self.desk.support_address, &self.desk.abuse_address] {
+            v.address(address);
+        }
+        let tag = self.desk.ticket_tag.get_ref();
+        if tag.is_empty()
+            || !tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            v.error(
+                &self.desk.ticket_tag,
+                format!("ticket_tag {tag:?} must be letters, digits, '-' or '_'"),
+                "it becomes the subject tag, e.g. \"ACME\" gives [ACME #123]",
+            );
+        }
+        for staff in &self.staff {
+            v.address(&staff.email);
+        }
+        let mut names = std::collections::HashSet::new();
+        for mailbox in &self.mailboxes {
+            if !names.insert(mailbox.name.get_ref().as_str()) {
+                v.error(
+                    &mailbox.name,
+                    format!("mailbox name {:?} is used twice", mailbox.name.get_ref()),
+                    "each mailbox needs its own name",
+                );
+            }
+            match mailbox.kind {
+                SourceKind::Maildir => match &mailbox.path {
+                    Some(path) => v.maildir(path),
+                    None => v.error(
+                        &mailbox.name,
+                        "a maildir mailbox needs `path`",
+                        "path = \"/var/mail/support\" (the folder holding new/ and cur/)",
+                    ),
+                },
+                SourceKind::Imap => {
+                    if mailbox.host.is_none() {
+                        v.error(
+                            &mailbox.name,
+                            "an imap mailbox needs `host`",
+                            "host = \"imap.example.net\"",
+                        );
+                    }
+                    if mailbox.user.is_none() {
+                        v.error(
+                            &mailbox.name,
+                            "an imap mailbox needs `user`",
+                            "user = \"support@example.net\"",
+                        );
+                    }
+                    v.password(&mailbox.name, mailbox.password());
+                }
+            }
+            if let (SourceKind::Maildir, Some(host)) = (mailbox.kind, &mailbox.host) {
+                v.error(
+                    host,
+                    "`host` only applies to kind = \"imap\"",
+                    "remove it, or set kind = \"imap\"",
+                );
+            }
+            if let (SourceKind::Imap, Some(path)) = (mailbox.kind, &mailbox.path) {
+                v.error(
+                    path,
+                    "`path` only applies to kind = \"maildir\"",
+                    "remove it, or set kind = \"maildir\"",
+                );
+            }
+        }
+        let out = &self.outgoing;
+        match out.transport {
+            TransportKind::File if out.dir.is_none() => v.error_at_file(
+                "[outgoing] transport = \"file\" needs `dir`",
+                "dir = \"outbox\" (created if missing)",
+            ),
+            TransportKind::Smtp if out.host.is_none() => v.error_at_file(
+                "[outgoing] transport = \"smtp\" needs `host`",
+                "host = \"smtp.example.net\"",
+            ),
+            TransportKind::Smtp => {
+                if out.user.is_some() {
+                    if let Some(host) = &out.host {
+                        v.password(host, out.password());
+                    }
+                }
+            }
+            TransportKind::File => {}
+        }
+        v.problems
+    }
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+    source: &'a str,
+    problems: Vec<Diagnostic>,
+}
+
+impl Validator<'_> {
+    fn error<T>(&mut self, at: &Spanned<T>, message: impl Into<String>, hint: &str) {
+        self.problems.push(
+            Diagnostic::error(self.file, message)
+                .at_offset(self.source, at.span().start)
+                .with_hint(hint),
+        );
+    }
+
+    fn error_at_file(&mut self, message: &str, hint: &str) {
+        self.problems
+            .push(Diagnostic::error(self.file, message).with_hint(hint));
+    }
+
+    fn dir_exists(&mut self, dir: &Spanned<PathBuf>, key: &str) {
+        if !dir.get_ref().is_dir() {
+            self.error(
+                dir,
+                format!("{key} {} does not exist", dir.get_ref().display()),
+                "paths are relative to the config file's directory",
+            );
+        }
+    }
+
+    fn maildir(&mut self, path: &Spanned<PathBuf>) {
+        if !path.get_ref().join("new").is_dir() {
+            self.error(
+                path,
+                format!(
+                    "{} is not a Maildir (no new/ inside)",
+                    path.get_ref().display()
+                ),
+                "a Maildir holds new/, cur/ and tmp/",
+            );
+        }
+    }
+
+    fn address(&mut self, address: &Spanned<String>) {
+        if address.get_ref().parse::<lettre::Address>().is_err() {
+            self.error(
+                address,
+                format!("{:?} is not an email address", address.get_ref()),
+                "write it as local@domain, without a display name",
+            );
+        }
+    }
+
+    fn password<T>(&mut self, owner: &Spanned<T>, source: PasswordSource<'_>) {
+        match (source.file, source.env) {
+            (Some(file), None) => {
+                if !file.get_ref().is_file() {
+                    self.error(
+                        file,
+                        format!("password_file {} does not exist", file.get_ref().display()),
+                        "paths are relative to the config file's directory",
+                    );
+                }
+            }
+            (None, Some(var)) => {
+                if std::env::var_os(var.get_ref()).is_none() {
+                    self.error(
+                        var,
+                        format!("environment variable {} is not set", var.get_ref()),
+                        "set it in the daemon's environment (e.g. systemd EnvironmentFile=)",
+                    );
+                }
+            }
+            (Some(file), Some(_)) => self.error(
+                file,
+                "give either password_file or password_env, not both",
+                "keep the one your deployment uses",
+            ),
+            (None, None) => self.error(
+                owner,
+                "a password is needed: password_file or password_env",
+                "password_file = \"/etc/maildesk/imap.pass\"",
+            ),
+        }
+    }
+}
+
+impl PasswordSource<'_> {
+    /// Reads the secret; trailing newlines of a password file are not part of it.
+    pub fn read(&self) -> std::io::Result<Option<String>> {
+        if let Some(file) = self.file {
+            let text = std::fs::read_to_string(file.get_ref())?;
+            return Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()));
+        }
+        Ok(self.env.and_then(|var| std::env::var(var.get_ref()).ok()))
+    }
+}

@@ -1,0 +1,171 @@
+//! Reading an incoming message: the facts the rest of the pipeline needs, taken once from
+//! the raw bytes. The raw bytes themselves are stored untouched; this is only a view.
+
+mod automated;
+
+use chrono::{DateTime, Utc};
+use mail_parser::{HeaderValue, MessageParser};
+
+pub use automated::Automated;
+
+/// What maildesk knows about one incoming message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedMail {
+    /// Without angle brackets, as found (case kept: Message-IDs are case-sensitive).
+    pub message_id: Option<String>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    /// Normalised From address (see [`normalize_address`]).
+    pub from: Option<String>,
+    pub from_name: Option<String>,
+    pub subject: String,
+    pub date: Option<DateTime<Utc>>,
+    /// The first text body (HTML converted by the parser when there is no text part).
+    pub text: String,
+    pub has_attachments: bool,
+    /// Set when the message cannot be handled automatically and needs a person.
+    pub malformed: Option<String>,
+    /// Set when the message was sent by a machine and must never be answered.
+    pub automated: Option<Automated>,
+}
+
+impl ParsedMail {
+    /// Reads `raw`; never fails: what cannot be read is reported in `malformed`.
+    /// `own_addresses` are the desk's addresses: mail from them is a loop, not a customer.
+    pub fn read(raw: &[u8], own_addresses: &[String]) -> ParsedMail {
+        let Some(message) = MessageParser::default().parse(raw) else {
+            return ParsedMail {
+                message_id: None,
+                in_reply_to: Vec::new(),
+                references: Vec::new(),
+                from: None,
+                from_name: None,
+                subject: String::new(),
+                date: None,
+                text: String::from_utf8_lossy(raw).into_owned(),
+                has_attachments: false,
+                malformed: Some("no header could be read".into()),
+                automated: None,
+            };
+        };
+        let from_addr = message.from().and_then(|a| a.first());
+        let from = from_addr
+            .and_then(|a| a.address())
+            .map(normalize_address)
+            .filter(|a| is_plausible_address(a));
+        let malformed = if from.is_none() {
+            Some("no valid From address".to_string())
+        } else {
+            None
+        };
+        let automated = automated::detect(&message, from.as_deref(), own_addresses);
+        ParsedMail {
+            message_id: message.message_id().map(str::to_string),
+            in_reply_to: ids(message.in_reply_to()),
+            references: ids(message.references()),
+            from_name: from_addr
+                .and_then(|a| a.name())
+                .map(|n| single_line(n))
+                .filter(|n| !n.is_empty()),
+            from,
+            subject: message.subject().map(single_line).unwrap_or_default(),
+            date: message
+                .date()
+                .filter(|d| d.is_valid())
+                .and_then(|d| DateTime::from_timestamp(d.to_timestamp(), 0)),
+            text: message
+                .body_text(0)
+                .map(|t| t.into_owned())
+                .unwrap_or_default(),
+            has_attachments: message.attachment_count() > 0,
+            malformed,
+            automated,
+        }
+    }
+
+    /// Every Message-ID this message points back to, nearest first.
+    pub fn ancestors(&self) -> impl Iterator<Item = &str> {
+        self.in_reply_to
+            .iter()
+            .chain(self.references.iter().rev())
+            .map(String::as_str)
+    }
+}
+
+fn ids(value: &HeaderValue<'_>) -> Vec<String> {
+    value
+        .as_text_list()
+        .map(|list| {
+            list.iter()
+                .map(|id| id.trim().to_string())
+                .filter(|id| !id.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Header text on one line: folding, CR, LF and other control characters become spaces.
+pub fn single_line(text: &str) -> String {
+    text.split(|c: char| c.is_control())
+        .filter(|part| !part.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Lower-cases and trims an address. The local part is case-sensitive in theory, but no
+/// mail provider treats it so, and an account must be found however its owner types it.
+pub fn normalize_address(address: &str) -> String {
+    address.trim().trim_matches(['<', '>']).to_lowercase()
+}
+
+fn is_plausible_address(address: &str) -> bool {
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && (domain.contains('.') || domain == "localhost")
+                && !address.chars().any(|c| c.is_whitespace() || c.is_control())
+                && !domain.contains('@')
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_fields_threading_needs() {
+        let raw = b"From: \"Ann\" <Ann@Example.COM>\r\nTo: support@desk.test\r\nSubject: =?utf-8?q?Caf=C3=A9?= down\r\nMessage-ID: <a1@example.com>\r\nIn-Reply-To: <x@desk.test>\r\nReferences: <r1@desk.test> <x@desk.test>\r\nDate: Mon, 2 Nov 2026 10:00:00 +0100\r\n\r\nHello\r\n";
+        let m = ParsedMail::read(raw, &[]);
+        assert_eq!(m.from.as_deref(), Some("ann@example.com"));
+        assert_eq!(m.from_name.as_deref(), Some("Ann"));
+        assert_eq!(m.subject, "Café down");
+        assert_eq!(m.message_id.as_deref(), Some("a1@example.com"));
+        assert_eq!(
+            m.ancestors().collect::<Vec<_>>(),
+            vec!["x@desk.test", "x@desk.test", "r1@desk.test"]
+        );
+        assert_eq!(m.date.unwrap().to_rfc3339(), "2026-11-02T09:00:00+00:00");
+        assert_eq!(m.text.trim(), "Hello");
+        assert!(m.malformed.is_none());
+        assert!(m.automated.is_none());
+    }
+
+    #[test]
+    fn missing_sender_is_malformed() {
+        let m = ParsedMail::read(b"Subject: hi\r\n\r\nbody\r\n", &[]);
+        assert_eq!(m.malformed.as_deref(), Some("no valid From address"));
+        let m = ParsedMail::read(b"", &[]);
+        assert_eq!(m.malformed.as_deref(), Some("no header could be read"));
+    }
+
+    #[test]
+    fn header_text_cannot_span_lines() {
+        assert_eq!(
+            single_line("a\r\nBcc: x@evil.test\t b"),
+            "a Bcc: x@evil.test b"
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! Delivering queued mail: the file transport (the embedded default) or an SMTP relay.
+//!
+//! Each mail's bytes, Message-ID included, were fixed when it was queued, so a mail sent
+//! again after a crash between the transport's acceptance and our commit is the same mail.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Duration, Utc};
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use crate::config::{Outgoing, Security, TransportKind};
+use crate::store::outbox::PendingMail;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("outgoing transport: {0}")]
+    Setup(String),
+}
+
+pub enum Transport {
+    File(AsyncFileTransport<Tokio1Executor>),
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+impl Transport {
+    pub fn from_config(out: &Outgoing) -> Result<Transport, TransportError> {
+        let setup = |e: &dyn std::fmt::Display| TransportError::Setup(e.to_string());
+        match out.transport {
+            TransportKind::File => {
+                let dir = out
+                    .dir
+                    .as_ref()
+                    .ok_or_else(|| setup(&"file transport needs `dir`"))?;
+                std::fs::create_dir_all(dir.get_ref()).map_err(|e| {
+                    setup(&format!("cannot create {}: {e}", dir.get_ref().display()))
+                })?;
+                Ok(Transport::File(AsyncFileTransport::new(dir.get_ref())))
+            }
+            TransportKind::Smtp => {
+                let host = out
+                    .host
+                    .as_ref()
+                    .ok_or_else(|| setup(&"smtp transport needs `host`"))?
+                    .get_ref();
+                let builder = match out.security.unwrap_or(Security::Starttls) {
+                    Security::Tls => {
+                        AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| setup(&e))?
+                    }
+                    Security::Starttls => {
+                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
+                            .map_err(|e| setup(&e))?
+                    }
+                    Security::Plain if is_loopback(host) => {
+                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                    }
+                    Security::Plain => {
+                        return Err(setup(&format!(
+                            "security = \"plain\" sends passwords and mail in clear; it is allowed only to loopback, not {host}"
+                        )));
+                    }
+                };
+                let mut builder = builder.timeout(Some(std::time::Duration::from_secs(30)));
+                if let Some(port) = out.port {
+                    builder = builder.port(port);
+                }
+                if let Some(user) = &out.user {
+                    let password = out
+                        .password()
+                        .read()
+                        .map_err(|e| setup(&format!("cannot read the SMTP password: {e}")))?
+                        .ok_or_else(|| setup(&"the SMTP password is not set"))?;
+                    builder = builder.credentials(Credentials::new(user.clone(), password));
+                }
+                Ok(Transport::Smtp(builder.build()))
+            }
+        }
+    }
+
+    async fn send(&self, mail: &PendingMail) -> Result<(), String> {
+        let from = mail
+            .envelope_from
+            .parse()
+            .map_err(|e| format!("bad sender {}: {e}", mail.envelope_from))?;
+        let to = mail
+            .recipient
+            .parse()
+            .map_err(|e| format!("bad recipient {}: {e}", mail.recipient))?;
+        let envelope = Envelope::new(Some(from), vec![to]).map_err(|e| e.to_string())?;
+        match self {
+            Transport::File(t) => t
+                .send_raw(&envelope, &mail.raw)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Transport::Smtp(t) => t
+                .send_raw(&envelope, &mail.raw)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub sent: usize,
+    pub deferred: usize,
+}
+
+/// Wait before attempt `attempts + 1`: 1 min, doubling, at most 1 h.
+pub fn retry_delay(attempts: u32) -> Duration {
+    Duration::minutes(1i64 << attempts.min(6)).min(Duration::hours(1))
+}
+
+/// Sends every mail that is due; failures are kept for a later attempt.
+pub async fn deliver_due(
+    store: &mut Store,
+    transport: &Transport,
+    now: DateTime<Utc>,
+) -> Result<Delivery, StoreError> {
+    let mut delivery = Delivery::default();
+    for mail in store.due_mail(now)? {
+        match transport.send(&mail).await {
+            Ok(()) => {
+                store.mark_sent(&mail, Utc::now())?;
+                delivery.sent += 1;
+                tracing::info!(outbox = mail.id, to = %mail.recipient, "sent mail");
+            }
+            Err(error) => {
+                let retry_at = Utc::now() + retry_delay(mail.attempts);
+                store.mark_retry(&mail, &error, retry_at)?;
+                delivery.deferred += 1;
+                tracing::warn!(outbox = mail.id, to = %mail.recipient, %error, %retry_at, "delivery failed, will retry");
+            }
+        }
+    }
+    Ok(delivery)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_up_to_an_hour() {
+        assert_eq!(retry_delay(0), Duration::minutes(1));
+        assert_eq!(retry_delay(3), Duration::minutes(8));
+        assert_eq!(retry_delay(30), Duration::hours(1));
+    }
+
+    #[test]
+    fn plain_smtp_only_to_loopback() {
+        assert!(is_loopback("127.0.0.1"));
+        assert!(is_loopback("::1"));
+        assert!(is_loopback("localhost"));
+        assert!(!is_loopback("smtp.example.net"));
+        assert!(!is_loopback("192.0.2.1"));
+    }
+}

@@ -1,0 +1,145 @@
+//! Schema versions, tracked in `PRAGMA user_version`.
+//!
+//! A new database gets `schema.sql` whole. An older one runs each step above its version,
+//! each in its own transaction with the version bump, so a crash mid-upgrade leaves the
+//! database at a whole version. A newer database is refused: an old binary must not write
+//! to a schema it does not know.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+const SCHEMA: &str = include_str!("../../schema.sql");
+
+/// Upgrade steps: `(version reached, SQL)`, in order. Version 1 is the first release, so
+/// there is none yet; append here and update `schema.sql` together.
+const STEPS: &[(u32, &str)] = &[];
+
+pub const LATEST_VERSION: u32 = 1;
+
+pub(super) fn migrate(conn: &mut Connection, name: &str) -> Result<(), StoreError> {
+    migrate_with(conn, name, SCHEMA, LATEST_VERSION, STEPS)
+}
+
+fn migrate_with(
+    conn: &mut Connection,
+    name: &str,
+    schema: &str,
+    latest: u32,
+    steps: &[(u32, &str)],
+) -> Result<(), StoreError> {
+    let found: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > latest {
+        return Err(StoreError::TooNew {
+            found,
+            supported: latest,
+        });
+    }
+    if found == 0 {
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        if tables > 0 {
+            return Err(StoreError::Foreign {
+                path: name.to_string(),
+            });
+        }
+        let tx = conn.transaction()?;
+        tx.execute_batch(schema)?;
+        tx.pragma_update(None, "user_version", latest)?;
+        tx.commit()?;
+        tracing::info!(database = name, version = latest, "created database");
+        return Ok(());
+    }
+    for (version, sql) in steps.iter().filter(|(v, _)| *v > found) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        tracing::info!(database = name, version, "upgraded database schema");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(conn: &Connection) -> u32 {
+        conn.pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    fn tables(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn older_database_is_upgraded_step_by_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("db")).unwrap();
+        conn.execute_batch("CREATE TABLE a (x); PRAGMA user_version = 1;")
+            .unwrap();
+        let steps = [
+            (2, "CREATE TABLE b (y);"),
+            (3, "ALTER TABLE b ADD COLUMN z;"),
+        ];
+        migrate_with(
+            &mut conn,
+            "db",
+            "CREATE TABLE a (x); CREATE TABLE b (y, z);",
+            3,
+            &steps,
+        )
+        .unwrap();
+        assert_eq!(version(&conn), 3);
+        assert_eq!(tables(&conn), vec!["a", "b"]);
+        conn.execute("INSERT INTO b (y, z) VALUES (1, 2)", [])
+            .unwrap();
+    }
+
+    #[test]
+    fn newer_database_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA user_version = 7;").unwrap();
+        let err = migrate(&mut conn, "db").unwrap_err();
+        assert!(err.to_string().contains("version 7 is newer"), "{err}");
+    }
+
+    #[test]
+    fn foreign_database_is_left_alone() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE theirs (x);").unwrap();
+        assert!(matches!(
+            migrate(&mut conn, "db"),
+            Err(StoreError::Foreign { .. })
+        ));
+        assert_eq!(tables(&conn), vec!["theirs"]);
+    }
+
+    #[test]
+    fn new_database_gets_the_whole_schema() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, "db").unwrap();
+        assert_eq!(version(&conn), LATEST_VERSION);
+        for table in [
+            "accounts",
+            "account_resources",
+            "staff",
+            "tickets",
+            "messages",
+            "events",
+            "outbox",
+            "mailbox_cursors",
+        ] {
+            assert!(tables(&conn).iter().any(|t| t == table), "missing {table}");
+        }
+        // A second open changes nothing.
+        migrate(&mut conn, "db").unwrap();
+        assert_eq!(version(&conn), LATEST_VERSION);
+    }
+}

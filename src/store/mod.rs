@@ -1,0 +1,64 @@
+//! The SQLite store: opening, schema migrations, and the queries of each table.
+//!
+//! Only [`apply`] writes what the pipeline decided; the other modules here read, plus the
+//! admin commands (account import) and the outbox worker's delivery bookkeeping.
+
+pub mod accounts;
+pub mod apply;
+mod migrations;
+pub mod outbox;
+pub mod tickets;
+
+use std::path::Path;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::Connection;
+
+pub use migrations::LATEST_VERSION;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "database schema version {found} is newer than this maildesk understands ({supported}); \
+         run a newer maildesk or restore a backup"
+    )]
+    TooNew { found: u32, supported: u32 },
+    #[error("database {path} has tables but no maildesk schema version; refusing to touch it")]
+    Foreign { path: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub struct Store {
+    pub(crate) conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut conn = Connection::open(path)?;
+        // WAL: readers (CLI, outbox worker) never block the ingesting writer.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a commit is on disk before it returns. The message is flagged or moved on
+        // its server only after that, so a power cut can never leave a message acknowledged
+        // at the source but missing here (NORMAL in WAL mode may lose the last commits).
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        migrations::migrate(&mut conn, &path.display().to_string())?;
+        Ok(Store { conn })
+    }
+
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+}
+
+/// The one timestamp format of the database: RFC 3339, UTC, sortable as text.
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}

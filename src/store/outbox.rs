@@ -1,0 +1,69 @@
+//! Delivery bookkeeping of the outbox: what is due, what was sent, what must be retried.
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+
+use super::{Store, StoreError, timestamp};
+
+#[derive(Debug, Clone)]
+pub struct PendingMail {
+    pub id: i64,
+    pub ticket: Option<i64>,
+    pub envelope_from: String,
+    pub recipient: String,
+    pub attempts: u32,
+    pub raw: Vec<u8>,
+}
+
+impl Store {
+    /// Mails due for a (first or further) delivery attempt, oldest first.
+    pub fn due_mail(&self, now: DateTime<Utc>) -> Result<Vec<PendingMail>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT o.id, m.ticket, o.envelope_from, o.recipient, o.attempts, m.raw
+               FROM outbox o JOIN messages m ON m.id = o.message
+              WHERE o.status = 'pending' AND o.next_attempt_at <= ?1
+              ORDER BY o.id",
+        )?;
+        let rows = stmt.query_map([timestamp(now)], |r| {
+            Ok(PendingMail {
+                id: r.get(0)?,
+                ticket: r.get(1)?,
+                envelope_from: r.get(2)?,
+                recipient: r.get(3)?,
+                attempts: r.get(4)?,
+                raw: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn mark_sent(&mut self, mail: &PendingMail, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let at = timestamp(now);
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE outbox SET status = 'sent', sent_at = ?1, attempts = attempts + 1, last_error = NULL WHERE id = ?2",
+            params![at, mail.id],
+        )?;
+        tx.execute(
+            "INSERT INTO events (at, ticket, message, kind, actor, detail)
+             SELECT ?1, ?2, message, 'mail.sent', 'system', ?3 FROM outbox WHERE id = ?4",
+            params![at, mail.ticket, format!("to {}", mail.recipient), mail.id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records a failed attempt; the mail is tried again at `retry_at`.
+    pub fn mark_retry(
+        &mut self,
+        mail: &PendingMail,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?1, next_attempt_at = ?2 WHERE id = ?3",
+            params![error, timestamp(retry_at), mail.id],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,193 @@
+//! Reading tickets: for threading (which ticket does a message belong to) and for staff
+//! (lists and whole threads).
+
+use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
+use serde::Serialize;
+
+use super::{Store, StoreError};
+use crate::mail::ParsedMail;
+
+/// What threading needs to know of an existing ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketRef {
+    pub number: i64,
+    pub account_id: Option<i64>,
+    pub requester: String,
+    pub status: String,
+}
+
+pub fn ticket_ref(conn: &Connection, number: i64) -> Result<Option<TicketRef>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT number, account_id, requester, status FROM tickets WHERE number = ?1",
+            [number],
+            |r| {
+                Ok(TicketRef {
+                    number: r.get(0)?,
+                    account_id: r.get(1)?,
+                    requester: r.get(2)?,
+                    status: r.get(3)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// The ticket of the first of `message_ids` (nearest ancestor first) that we know.
+pub fn ticket_of_messages(
+    conn: &Connection,
+    message_ids: &[&str],
+) -> Result<Option<i64>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT ticket FROM messages WHERE message_id = ?1 AND ticket IS NOT NULL ORDER BY id LIMIT 1",
+    )?;
+    for id in message_ids {
+        if let Some(ticket) = stmt.query_row([id], |r| r.get(0)).optional()? {
+            return Ok(Some(ticket));
+        }
+    }
+    Ok(None)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Ticket {
+    pub number: i64,
+    pub account: Option<String>,
+    pub requester: String,
+    pub mailbox_role: String,
+    pub subject: String,
+    pub status: String,
+    pub priority: String,
+    pub needs_staff: bool,
+    pub flag_reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const TICKET_SELECT: &str =
+    "SELECT t.number, a.reference, t.requester, t.mailbox_role, t.subject, t.status, t.priority,
+        t.needs_staff, t.flag_reason, t.created_at, t.updated_at
+   FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id";
+
+fn ticket_from_row(r: &Row<'_>) -> rusqlite::Result<Ticket> {
+    Ok(Ticket {
+        number: r.get(0)?,
+        account: r.get(1)?,
+        requester: r.get(2)?,
+        mailbox_role: r.get(3)?,
+        subject: r.get(4)?,
+        status: r.get(5)?,
+        priority: r.get(6)?,
+        needs_staff: r.get(7)?,
+        flag_reason: r.get(8)?,
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadMessage {
+    pub id: i64,
+    pub direction: String,
+    pub mailbox: String,
+    pub message_id: Option<String>,
+    pub from: Option<String>,
+    pub subject: String,
+    pub received_at: String,
+    pub size: i64,
+    pub sha256: String,
+    pub automated: Option<String>,
+    pub malformed: Option<String>,
+    /// Text body decoded from the stored raw bytes.
+    pub text: String,
+    /// Outgoing mail only: delivery state in the outbox.
+    pub delivery: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub at: String,
+    pub kind: String,
+    pub actor: String,
+    pub message: Option<i64>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Thread {
+    pub ticket: Ticket,
+    pub messages: Vec<ThreadMessage>,
+    pub events: Vec<Event>,
+}
+
+impl Store {
+    pub fn list_tickets(&self, status: Option<&str>) -> Result<Vec<Ticket>, StoreError> {
+        let (sql, args): (String, Vec<&str>) = match status {
+            Some(s) => (
+                format!("{TICKET_SELECT} WHERE t.status = ?1 ORDER BY t.number"),
+                vec![s],
+            ),
+            None => (format!("{TICKET_SELECT} ORDER BY t.number"), vec![]),
+        };
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), ticket_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The ticket with every message (oldest first) and every event.
+    pub fn ticket_thread(&self, number: i64) -> Result<Option<Thread>, StoreError> {
+        let sql = format!("{TICKET_SELECT} WHERE t.number = ?1");
+        let Some(ticket) = self
+            .conn
+            .query_row(&sql, [number], ticket_from_row)
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let mut stmt = self.conn.prepare(
+            "SELECT m.id, m.direction, m.mailbox, m.message_id, m.from_addr, m.subject, m.received_at, m.size,
+                    m.sha256, m.automated, m.malformed, m.raw, o.status
+               FROM messages m LEFT JOIN outbox o ON o.message = m.id
+              WHERE m.ticket = ?1 ORDER BY m.id",
+        )?;
+        let messages = stmt
+            .query_map([number], |r| {
+                let raw: Vec<u8> = r.get(11)?;
+                Ok(ThreadMessage {
+                    id: r.get(0)?,
+                    direction: r.get(1)?,
+                    mailbox: r.get(2)?,
+                    message_id: r.get(3)?,
+                    from: r.get(4)?,
+                    subject: r.get(5)?,
+                    received_at: r.get(6)?,
+                    size: r.get(7)?,
+                    sha256: r.get(8)?,
+                    automated: r.get(9)?,
+                    malformed: r.get(10)?,
+                    text: ParsedMail::read(&raw, &[]).text,
+                    delivery: r.get(12)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = self.conn.prepare(
+            "SELECT at, kind, actor, message, detail FROM events WHERE ticket = ?1 ORDER BY id",
+        )?;
+        let events = stmt
+            .query_map([number], |r| {
+                Ok(Event {
+                    at: r.get(0)?,
+                    kind: r.get(1)?,
+                    actor: r.get(2)?,
+                    message: r.get(3)?,
+                    detail: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(Some(Thread {
+            ticket,
+            messages,
+            events,
+        }))
+    }
+}
