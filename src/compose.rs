@@ -154,7 +154,12 @@ impl Templates {
                     source,
                 })
         };
-        Ok((single_line(&render("subject")?), render("body")?))
+        let mut body = render("body")?;
+        // minijinja drops a template's final newline; a text mail body ends with one.
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        Ok((single_line(&render("subject")?), body))
     }
 }
 

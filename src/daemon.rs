@@ -10,6 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::compose::Templates;
 use crate::config::{Config, SourceKind};
 use crate::diag::Diagnostics;
+use crate::identity::import::{ImportFileError, import_file};
 use crate::outbox::{self, Transport, TransportError};
 use crate::pipeline::{Outcome, Pipeline};
 use crate::source::maildir::Maildir;
@@ -23,6 +24,8 @@ pub enum DaemonError {
     Templates(Diagnostics),
     #[error(transparent)]
     Transport(#[from] TransportError),
+    #[error("accounts_file: {0}")]
+    Accounts(#[from] ImportFileError),
     #[error(
         "mailbox {0}: IMAP sources are not available in this version yet; use kind = \"maildir\""
     )]
@@ -60,8 +63,12 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
         }
     }
     let db = config.database.get_ref();
-    let mut pipeline = Pipeline::new(config, Store::open(db)?, templates)?;
     let mut outbox_store = Store::open(db)?;
+    if let Some(file) = &config.accounts_file {
+        let s = import_file(&mut outbox_store, file.get_ref())?;
+        tracing::info!(file = %file.get_ref().display(), created = s.created, updated = s.updated, unchanged = s.unchanged, "imported accounts");
+    }
+    let mut pipeline = Pipeline::new(config, Store::open(db)?, templates)?;
     let transport = Transport::from_config(&config.outgoing)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;

@@ -28,6 +28,8 @@ pub struct Config {
     pub database: Spanned<PathBuf>,
     pub rules_dir: Spanned<PathBuf>,
     pub templates_dir: Spanned<PathBuf>,
+    /// Account CSV imported (upserted) at every start of `run`, e.g. a billing export.
+    pub accounts_file: Option<Spanned<PathBuf>>,
     pub desk: Desk,
     #[serde(default)]
     pub time: Time,
@@ -295,6 +297,7 @@ impl Config {
             &mut self.rules_dir,
             &mut self.templates_dir,
         ];
+        paths.extend(self.accounts_file.as_mut());
         paths.extend(self.outgoing.dir.as_mut());
         paths.extend(self.outgoing.password_file.as_mut());
         for mailbox in &mut self.mailboxes {
@@ -326,6 +329,11 @@ impl Config {
         }
         v.dir_exists(&self.rules_dir, "rules_dir");
         v.dir_exists(&self.templates_dir, "templates_dir");
+        if let Some(file) = &self.accounts_file {
+            if !file.get_ref().is_file() {
+                v.error(file, format!("accounts_file {} does not exist", file.get_ref().display()), "paths are relative to the config file's directory");
+            }
+        }
         for address in [&self.desk.support_address, &self.desk.abuse_address] {
             v.address(address);
         }

@@ -11,9 +11,40 @@ use std::path::Path;
 
 use ipnet::IpNet;
 
-use crate::diag::Diagnostic;
+use chrono::Utc;
+
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::mail::normalize_address;
-use crate::store::accounts::{AccountRecord, Resource};
+use crate::store::accounts::{AccountRecord, ImportError, ImportSummary, Resource};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportFileError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: std::path::PathBuf, source: std::io::Error },
+    /// Bad rows, or rows that clash with registered accounts; nothing was imported.
+    #[error("{0}\nnothing was imported")]
+    Invalid(Diagnostics),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Reads and imports an account CSV file: every row, or none.
+pub fn import_file(store: &mut Store, file: &Path) -> Result<ImportSummary, ImportFileError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|source| ImportFileError::Read { path: file.to_path_buf(), source })?;
+    let records = parse_accounts(file, &text).map_err(|d| ImportFileError::Invalid(Diagnostics(d)))?;
+    match store.import_accounts(&records, &file.display().to_string(), Utc::now()) {
+        Ok(summary) => Ok(summary),
+        Err(ImportError::Conflicts(conflicts)) => Err(ImportFileError::Invalid(Diagnostics(
+            conflicts
+                .into_iter()
+                .map(|(line, message)| Diagnostic::error(file, message).at_line(line))
+                .collect(),
+        ))),
+        Err(ImportError::Store(e)) => Err(e.into()),
+    }
+}
 
 const COLUMNS: [&str; 7] = [
     "reference",

@@ -1,0 +1,143 @@
+//! Test harness: a private copy of the demo (config, accounts, Maildir, templates) in a
+//! temporary directory, and the real `maildesk` binary run against it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rusqlite::Connection;
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+pub struct Desk {
+    pub dir: tempfile::TempDir,
+}
+
+impl Desk {
+    /// A copy of `examples/` with `templates/` and `rules/` beside it, as in the repository.
+    pub fn demo() -> Desk {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(&Path::new(REPO).join("examples"), &dir.path().join("examples"));
+        copy_dir(&Path::new(REPO).join("templates"), &dir.path().join("templates"));
+        copy_dir(&Path::new(REPO).join("rules"), &dir.path().join("rules"));
+        // A copy made after a local demo run may carry its state; start clean.
+        let _ = std::fs::remove_file(dir.path().join("examples/demo.db"));
+        let _ = std::fs::remove_dir_all(dir.path().join("examples/out"));
+        let desk = Desk { dir };
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(desk.maildir().join(sub)).expect("maildir");
+        }
+        desk
+    }
+
+    /// The demo without its mails, for tests that bring their own.
+    pub fn empty() -> Desk {
+        let desk = Desk::demo();
+        for sub in ["new", "cur"] {
+            for entry in std::fs::read_dir(desk.maildir().join(sub)).expect("read maildir") {
+                std::fs::remove_file(entry.expect("entry").path()).expect("remove");
+            }
+        }
+        desk
+    }
+
+    pub fn examples(&self) -> PathBuf {
+        self.dir.path().join("examples")
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.examples().join("demo.toml")
+    }
+
+    pub fn maildir(&self) -> PathBuf {
+        self.examples().join("maildir")
+    }
+
+    pub fn out_dir(&self) -> PathBuf {
+        self.examples().join("out/mail")
+    }
+
+    /// Runs `maildesk --config <demo> ARGS`.
+    pub fn maildesk(&self, args: &[&str]) -> Output {
+        maildesk_with(&self.config(), args)
+    }
+
+    /// Runs and requires success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.maildesk(args);
+        assert!(out.status.success(), "maildesk {args:?} failed: {}\n{}", out.status, stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).expect("json output")
+    }
+
+    pub fn db(&self) -> Connection {
+        Connection::open(self.examples().join("demo.db")).expect("open db")
+    }
+
+    /// Puts a message into the Maildir's new/ under `name`.
+    pub fn deliver(&self, name: &str, raw: &[u8]) {
+        std::fs::write(self.maildir().join("new").join(name), raw).expect("deliver");
+    }
+
+    /// Every mail written by the file transport, as text.
+    pub fn sent_mails(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.out_dir()) else { return Vec::new() };
+        let mut mails: Vec<String> = entries
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .map(|p| String::from_utf8(std::fs::read(p).expect("read eml")).expect("utf-8 mail"))
+            .collect();
+        mails.sort();
+        mails
+    }
+
+    pub fn files_in(&self, sub: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.maildir().join(sub))
+            .expect("read maildir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+pub fn maildesk_with(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_maildesk"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run maildesk")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A header's value in a mail written by us (unfolded).
+pub fn header(mail: &str, name: &str) -> Option<String> {
+    let head = mail.split("\r\n\r\n").next()?;
+    let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+    unfolded
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
