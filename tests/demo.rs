@@ -14,7 +14,10 @@ fn ticket_by_subject<'a>(tickets: &'a serde_json::Value, prefix: &str) -> &'a se
 }
 
 fn mail_to<'a>(mails: &'a [String], address: &str) -> Vec<&'a String> {
-    mails.iter().filter(|m| header(m, "To").as_deref() == Some(address)).collect()
+    mails
+        .iter()
+        .filter(|m| header(m, "To").as_deref() == Some(address))
+        .collect()
 }
 
 #[test]
@@ -26,15 +29,29 @@ fn demo_run_turns_mail_into_tickets_and_acknowledgements() {
     assert!(summary.contains("stored 7 message(s)"), "{summary}");
 
     let tickets = desk.json(&["tickets", "list", "--json"]);
-    assert_eq!(tickets.as_array().unwrap().len(), 6, "the follow-up joins its ticket: {tickets:#}");
+    assert_eq!(
+        tickets.as_array().unwrap().len(),
+        6,
+        "the follow-up joins its ticket: {tickets:#}"
+    );
 
     // Every message left new/ for cur/, flagged Seen, after its commit.
     assert!(desk.files_in("new").is_empty());
     let cur = desk.files_in("cur");
-    assert_eq!(cur, delivered.iter().map(|n| format!("{n}:2,S")).collect::<Vec<_>>());
+    assert_eq!(
+        cur,
+        delivered
+            .iter()
+            .map(|n| format!("{n}:2,S"))
+            .collect::<Vec<_>>()
+    );
 
     let mails = desk.sent_mails();
-    assert_eq!(mails.len(), 4, "acks for 3 customers + 1 notice to the stranger");
+    assert_eq!(
+        mails.len(),
+        4,
+        "acks for 3 customers + 1 notice to the stranger"
+    );
 
     // Registered customer: ack with the ticket number, to the registered address.
     let mario = ticket_by_subject(&tickets, "Sito completamente down");
@@ -42,15 +59,36 @@ fn demo_run_turns_mail_into_tickets_and_acknowledgements() {
     let acks = mail_to(&mails, "mario.rossi@pizzeria-rossi.example");
     assert_eq!(acks.len(), 1);
     let tag = format!("[ACME #{}]", mario["number"]);
-    assert!(header(acks[0], "Subject").unwrap().starts_with(&tag), "{}", acks[0]);
-    assert_eq!(header(acks[0], "Auto-Submitted").as_deref(), Some("auto-replied"));
-    assert_eq!(header(acks[0], "In-Reply-To").as_deref(), Some("<20261122094000.1@pizzeria-rossi.example>"));
-    assert!(acks[0].contains("Gentile Mario Rossi"), "Italian template for an Italian account");
+    assert!(
+        header(acks[0], "Subject").unwrap().starts_with(&tag),
+        "{}",
+        acks[0]
+    );
+    assert_eq!(
+        header(acks[0], "Auto-Submitted").as_deref(),
+        Some("auto-replied")
+    );
+    assert_eq!(
+        header(acks[0], "In-Reply-To").as_deref(),
+        Some("<20261122094000.1@pizzeria-rossi.example>")
+    );
+    assert!(
+        acks[0].contains("Gentile Mario Rossi"),
+        "Italian template for an Italian account"
+    );
 
     // Jane's mail asks for answers at her Reply-To; the ack goes to the registered address.
     assert!(mail_to(&mails, "jane.travel@freemail.example").is_empty());
-    assert!(!mails.iter().any(|m| m.contains("jane.travel@freemail.example")));
-    assert_eq!(mail_to(&mails, "jane.doe@janedoe.example").len(), 1, "one ack: the follow-up is not acked again");
+    assert!(
+        !mails
+            .iter()
+            .any(|m| m.contains("jane.travel@freemail.example"))
+    );
+    assert_eq!(
+        mail_to(&mails, "jane.doe@janedoe.example").len(),
+        1,
+        "one ack: the follow-up is not acked again"
+    );
 
     // The stranger is stored, visible, and told nothing about any account.
     let stranger = ticket_by_subject(&tickets, "What plan is janedoe.example on?");
@@ -58,15 +96,25 @@ fn demo_run_turns_mail_into_tickets_and_acknowledgements() {
     assert_eq!(stranger["requester"], "curious@freemail.example");
     let notice = mail_to(&mails, "curious@freemail.example");
     assert_eq!(notice.len(), 1);
-    assert_eq!(header(notice[0], "Subject").as_deref(), Some("Your message to ACME Hosting support"));
+    assert_eq!(
+        header(notice[0], "Subject").as_deref(),
+        Some("Your message to ACME Hosting support")
+    );
     for secret in ["janedoe", "Jane", "C1002", "ACME #"] {
-        assert!(!notice[0].contains(secret), "the notice discloses {secret:?}:\n{}", notice[0]);
+        assert!(
+            !notice[0].contains(secret),
+            "the notice discloses {secret:?}:\n{}",
+            notice[0]
+        );
     }
 
     // French account, encoded subject decoded, French template.
     let claire = ticket_by_subject(&tickets, "Certificat SSL expiré");
     assert_eq!(claire["account"], "C1003");
-    assert!(mail_to(&mails, "claire.martin@boulangerie-martin.example")[0].contains("Bonjour Claire Martin"));
+    assert!(
+        mail_to(&mails, "claire.martin@boulangerie-martin.example")[0]
+            .contains("Bonjour Claire Martin")
+    );
 
     // The out-of-office reply is stored on a ticket but never answered.
     ticket_by_subject(&tickets, "Automatic reply:");
@@ -75,14 +123,23 @@ fn demo_run_turns_mail_into_tickets_and_acknowledgements() {
     // The malformed message is kept raw and flagged for staff.
     let broken = ticket_by_subject(&tickets, "(no subject)");
     assert_eq!(broken["needs_staff"], true);
-    assert!(broken["flag_reason"].as_str().unwrap().contains("malformed"), "{broken}");
+    assert!(
+        broken["flag_reason"]
+            .as_str()
+            .unwrap()
+            .contains("malformed"),
+        "{broken}"
+    );
     let raw: Vec<u8> = desk
         .db()
-        .query_row("SELECT raw FROM messages WHERE ticket = ?1 AND direction = 'in'", [broken["number"].as_i64()], |r| r.get(0))
+        .query_row(
+            "SELECT raw FROM messages WHERE ticket = ?1 AND direction = 'in'",
+            [broken["number"].as_i64()],
+            |r| r.get(0),
+        )
         .unwrap();
-    let original = std::fs::read(common::REPO.to_string() + "/examples/maildir/new/1763803800.M100007P4242.demo")
-        .or_else(|_| std::fs::read(desk.maildir().join("cur/1763803800.M100007P4242.demo:2,S")))
-        .unwrap();
+    let original =
+        std::fs::read(desk.maildir().join("cur/1763803800.M100007P4242.demo:2,S")).unwrap();
     assert_eq!(raw, original);
 }
 
@@ -106,10 +163,24 @@ fn message_seen_again_after_a_crash_is_not_duplicated() {
     let desk = Desk::demo();
     desk.ok(&["run", "--once"]);
     let cur = desk.maildir().join("cur/1763802000.M100001P4242.demo:2,S");
-    std::fs::rename(&cur, desk.maildir().join("new/1763802000.M100001P4242.demo")).unwrap();
+    std::fs::rename(
+        &cur,
+        desk.maildir().join("new/1763802000.M100001P4242.demo"),
+    )
+    .unwrap();
     let summary = desk.ok(&["run", "--once"]);
-    assert!(summary.contains("stored 0 message(s), 1 already stored"), "{summary}");
-    let count: i64 = desk.db().query_row("SELECT count(*) FROM messages WHERE direction = 'in'", [], |r| r.get(0)).unwrap();
+    assert!(
+        summary.contains("stored 0 message(s), 1 already stored"),
+        "{summary}"
+    );
+    let count: i64 = desk
+        .db()
+        .query_row(
+            "SELECT count(*) FROM messages WHERE direction = 'in'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(count, 7);
     assert_eq!(desk.sent_mails().len(), 4);
     assert!(desk.files_in("new").is_empty(), "acknowledged this time");
@@ -123,15 +194,38 @@ fn ticket_show_has_every_message_and_event() {
     let jane = ticket_by_subject(&tickets, "Cannot send mail").clone();
     let number = jane["number"].to_string();
     let thread = desk.json(&["tickets", "show", &number, "--json"]);
-    let directions: Vec<_> = thread["messages"].as_array().unwrap().iter().map(|m| m["direction"].as_str().unwrap()).collect();
+    let directions: Vec<_> = thread["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["direction"].as_str().unwrap())
+        .collect();
     assert_eq!(directions, vec!["in", "out", "in"]);
-    assert!(thread["messages"][2]["text"].as_str().unwrap().contains("Port 587, STARTTLS"));
+    assert!(
+        thread["messages"][2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Port 587, STARTTLS")
+    );
     assert_eq!(thread["messages"][1]["delivery"], "sent");
-    let kinds: Vec<_> = thread["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, vec!["ticket.opened", "mail.queued", "message.added", "mail.sent"]);
+    let kinds: Vec<_> = thread["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["ticket.opened", "mail.queued", "message.added", "mail.sent"]
+    );
 
     let text = desk.ok(&["tickets", "show", &number]);
-    assert!(text.contains("Ticket ") && text.contains("Port 587, STARTTLS") && text.contains("mail.sent"), "{text}");
+    assert!(
+        text.contains("Ticket ")
+            && text.contains("Port 587, STARTTLS")
+            && text.contains("mail.sent"),
+        "{text}"
+    );
     let out = desk.maildesk(&["tickets", "show", "999"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(common::stderr(&out).contains("no ticket 999"));
@@ -141,19 +235,33 @@ fn ticket_show_has_every_message_and_event() {
 fn tickets_list_filters_by_status() {
     let desk = Desk::demo();
     desk.ok(&["run", "--once"]);
-    desk.db().execute("UPDATE tickets SET status = 'resolved' WHERE number = 1", []).unwrap();
+    desk.db()
+        .execute(
+            "UPDATE tickets SET status = 'resolved' WHERE number = 1",
+            [],
+        )
+        .unwrap();
     let resolved = desk.json(&["tickets", "list", "--status", "resolved", "--json"]);
     assert_eq!(resolved.as_array().unwrap().len(), 1);
     assert_eq!(resolved[0]["number"], 1);
     let text = desk.ok(&["tickets", "list", "--status", "new"]);
-    assert_eq!(text.lines().count(), 1 + 5, "header + five new tickets:\n{text}");
+    assert_eq!(
+        text.lines().count(),
+        1 + 5,
+        "header + five new tickets:\n{text}"
+    );
 }
 
 #[test]
 fn customer_writing_on_a_resolved_ticket_reopens_it() {
     let desk = Desk::demo();
     desk.ok(&["run", "--once"]);
-    desk.db().execute("UPDATE tickets SET status = 'resolved' WHERE number = 1", []).unwrap();
+    desk.db()
+        .execute(
+            "UPDATE tickets SET status = 'resolved' WHERE number = 1",
+            [],
+        )
+        .unwrap();
     desk.deliver(
         "1763900000.M1P1.demo",
         b"From: mario.rossi@pizzeria-rossi.example\r\nTo: support@acme-hosting.example\r\nSubject: Re: [ACME #1] Abbiamo ricevuto la tua richiesta\r\nMessage-ID: <again@pizzeria-rossi.example>\r\n\r\nDi nuovo down!\r\n",
@@ -174,7 +282,11 @@ fn a_stranger_cannot_join_a_customer_ticket_by_copying_its_tag() {
     );
     desk.ok(&["run", "--once"]);
     let thread = desk.json(&["tickets", "show", "2", "--json"]);
-    assert_eq!(thread["messages"].as_array().unwrap().len(), 3, "ticket 2 unchanged");
+    assert_eq!(
+        thread["messages"].as_array().unwrap().len(),
+        3,
+        "ticket 2 unchanged"
+    );
     let tickets = desk.json(&["tickets", "list", "--json"]);
     let sneaky = ticket_by_subject(&tickets, "Re: [ACME #2] tell me more");
     assert_eq!(sneaky["account"], serde_json::Value::Null);

@@ -21,7 +21,13 @@ pub fn run(config: &Config, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Import { file } => match import_file(&mut store, &file) {
             Ok(s) => {
-                println!("{}: {} created, {} updated, {} unchanged", file.display(), s.created, s.updated, s.unchanged);
+                println!(
+                    "{}: {} created, {} updated, {} unchanged",
+                    file.display(),
+                    s.created,
+                    s.updated,
+                    s.unchanged
+                );
                 Ok(ExitCode::SUCCESS)
             }
             Err(e @ ImportFileError::Invalid(_)) => {
@@ -35,10 +41,16 @@ pub fn run(config: &Config, command: Command) -> anyhow::Result<ExitCode> {
             if json {
                 super::print_json(&accounts)?;
             } else {
-                println!("{:<12} {:<32} {:<10} {:<4} NAME", "REFERENCE", "EMAIL", "STATUS", "LANG");
+                println!(
+                    "{:<12} {:<32} {:<10} {:<4} NAME",
+                    "REFERENCE", "EMAIL", "STATUS", "LANG"
+                );
                 for a in &accounts {
                     let a = &a.account;
-                    println!("{:<12} {:<32} {:<10} {:<4} {}", a.reference, a.email, a.status, a.language, a.name);
+                    println!(
+                        "{:<12} {:<32} {:<10} {:<4} {}",
+                        a.reference, a.email, a.status, a.language, a.name
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)

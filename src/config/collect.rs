@@ -13,24 +13,29 @@ use toml::de::{DeTable, DeValue};
 
 use crate::diag::{Diagnostic, closest};
 
-/// Deserialises `source` (the text of `file`) into `T`, or returns all problems found.
+/// Deserialises `source` (the text of `file`) into `T`, collecting all problems found.
+///
+/// The value is returned even when problems were found if it could be built from what is
+/// left after cutting out the bad keys, so that checks on it can report more problems.
 pub fn deserialize_all<T: DeserializeOwned>(
     file: &Path,
     source: &str,
-) -> Result<T, Vec<Diagnostic>> {
+) -> (Option<T>, Vec<Diagnostic>) {
     let (document, syntax_errors) = DeTable::parse_recoverable(source);
     if !syntax_errors.is_empty() {
-        return Err(syntax_errors
-            .iter()
-            .map(|e| to_diagnostic(file, source, e))
-            .collect());
+        return (
+            None,
+            syntax_errors
+                .iter()
+                .map(|e| to_diagnostic(file, source, e))
+                .collect(),
+        );
     }
     let mut document = document;
     let mut problems = Vec::new();
     loop {
         match T::deserialize(toml::de::Deserializer::from(document.clone())) {
-            Ok(value) if problems.is_empty() => return Ok(value),
-            Ok(_) => return Err(problems),
+            Ok(value) => return (Some(value), problems),
             Err(e) => {
                 problems.push(to_diagnostic(file, source, &e));
                 let removed = match e.span() {
@@ -40,7 +45,7 @@ pub fn deserialize_all<T: DeserializeOwned>(
                     _ => false,
                 };
                 if !removed {
-                    return Err(problems);
+                    return (None, problems);
                 }
             }
         }
@@ -132,7 +137,8 @@ mod tests {
     #[test]
     fn reports_every_problem_with_its_line() {
         let src = "name = \"x\"\ncount = \"many\"\nnaem = 1\n[[inner]]\nflag = 3\nflga = true\n";
-        let errs = deserialize_all::<Sample>(Path::new("t.toml"), src).unwrap_err();
+        let (value, errs) = deserialize_all::<Sample>(Path::new("t.toml"), src);
+        assert!(value.is_some(), "recovered without the bad keys");
         let mut lines: Vec<_> = errs.iter().map(|d| d.line.unwrap()).collect();
         lines.sort();
         assert_eq!(lines, vec![2, 3, 5, 6], "{errs:#?}");
@@ -143,18 +149,28 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_located() {
-        let errs =
-            deserialize_all::<Sample>(Path::new("t.toml"), "name = \"x\"\ncount = \n").unwrap_err();
+        let (value, errs) =
+            deserialize_all::<Sample>(Path::new("t.toml"), "name = \"x\"\ncount = \n");
+        assert!(value.is_none());
         assert_eq!(errs[0].line, Some(2), "{errs:#?}");
     }
 
     #[test]
+    fn missing_required_key_ends_the_search() {
+        let (value, errs) = deserialize_all::<Sample>(Path::new("t.toml"), "count = 1\n");
+        assert!(value.is_none());
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].message.contains("missing field `name`"), "{errs:?}");
+    }
+
+    #[test]
     fn valid_file_deserialises() {
-        let s = deserialize_all::<Sample>(
+        let (s, errs) = deserialize_all::<Sample>(
             Path::new("t.toml"),
             "name = \"x\"\n[[inner]]\nflag = true\n",
-        )
-        .unwrap();
+        );
+        assert!(errs.is_empty());
+        let s = s.unwrap();
         assert_eq!(s.name, "x");
         assert!(s.inner[0].flag);
     }

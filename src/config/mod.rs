@@ -278,16 +278,17 @@ impl Config {
 
     /// Parses and validates `source`, the text of the config file at `path`.
     pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigError> {
-        let mut config: Config =
-            deserialize_all(path, source).map_err(|d| ConfigError::Invalid(Diagnostics(d)))?;
-        config.file = path.to_path_buf();
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        config.resolve_paths(&base);
-        let problems = config.validate(source);
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError::Invalid(Diagnostics(problems)))
+        let (config, mut problems) = deserialize_all::<Config>(path, source);
+        let config = config.map(|mut config| {
+            config.file = path.to_path_buf();
+            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            config.resolve_paths(&base);
+            problems.extend(config.validate(source));
+            config
+        });
+        match config {
+            Some(config) if problems.is_empty() => Ok(config),
+            _ => Err(ConfigError::Invalid(Diagnostics(problems))),
         }
     }
 
@@ -329,10 +330,14 @@ impl Config {
         }
         v.dir_exists(&self.rules_dir, "rules_dir");
         v.dir_exists(&self.templates_dir, "templates_dir");
-        if let Some(file) = &self.accounts_file {
-            if !file.get_ref().is_file() {
-                v.error(file, format!("accounts_file {} does not exist", file.get_ref().display()), "paths are relative to the config file's directory");
-            }
+        if let Some(file) = &self.accounts_file
+            && !file.get_ref().is_file()
+        {
+            v.error(
+                file,
+                format!("accounts_file {} does not exist", file.get_ref().display()),
+                "paths are relative to the config file's directory",
+            );
         }
         for address in [&self.desk.support_address, &self.desk.abuse_address] {
             v.address(address);
@@ -414,10 +419,10 @@ impl Config {
                 "host = \"smtp.example.net\"",
             ),
             TransportKind::Smtp => {
-                if out.user.is_some() {
-                    if let Some(host) = &out.host {
-                        v.password(host, out.password());
-                    }
+                if out.user.is_some()
+                    && let Some(host) = &out.host
+                {
+                    v.password(host, out.password());
                 }
             }
             TransportKind::File => {}

@@ -49,10 +49,10 @@ impl Threader {
             candidates.push(number);
         }
         for number in candidates {
-            if let Some(ticket) = tickets::ticket_ref(conn, number)? {
-                if may_join(&ticket, sender) {
-                    return Ok(Some(ticket));
-                }
+            if let Some(ticket) = tickets::ticket_ref(conn, number)?
+                && may_join(&ticket, sender)
+            {
+                return Ok(Some(ticket));
             }
         }
         Ok(None)

@@ -21,7 +21,10 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum ImportFileError {
     #[error("cannot read {}: {source}", path.display())]
-    Read { path: std::path::PathBuf, source: std::io::Error },
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     /// Bad rows, or rows that clash with registered accounts; nothing was imported.
     #[error("{0}\nnothing was imported")]
     Invalid(Diagnostics),
@@ -31,9 +34,12 @@ pub enum ImportFileError {
 
 /// Reads and imports an account CSV file: every row, or none.
 pub fn import_file(store: &mut Store, file: &Path) -> Result<ImportSummary, ImportFileError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|source| ImportFileError::Read { path: file.to_path_buf(), source })?;
-    let records = parse_accounts(file, &text).map_err(|d| ImportFileError::Invalid(Diagnostics(d)))?;
+    let text = std::fs::read_to_string(file).map_err(|source| ImportFileError::Read {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let records =
+        parse_accounts(file, &text).map_err(|d| ImportFileError::Invalid(Diagnostics(d)))?;
     match store.import_accounts(&records, &file.display().to_string(), Utc::now()) {
         Ok(summary) => Ok(summary),
         Err(ImportError::Conflicts(conflicts)) => Err(ImportFileError::Invalid(Diagnostics(

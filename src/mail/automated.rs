@@ -77,10 +77,10 @@ pub(super) fn detect(
     if header("Return-Path").is_some_and(|v| v.trim_matches([' ', '<', '>']).is_empty()) {
         return Some(Automated::NullReturnPath);
     }
-    if let Some(v) = header("X-Auto-Response-Suppress") {
-        if ["all", "autoreply", "oof"].iter().any(|t| v.contains(t)) {
-            return Some(Automated::AutoReplyHeader("X-Auto-Response-Suppress"));
-        }
+    if let Some(v) = header("X-Auto-Response-Suppress")
+        && ["all", "autoreply", "oof"].iter().any(|t| v.contains(t))
+    {
+        return Some(Automated::AutoReplyHeader("X-Auto-Response-Suppress"));
     }
     if let Some(name) = AUTOREPLY_HEADERS
         .iter()
@@ -88,15 +88,14 @@ pub(super) fn detect(
     {
         return Some(Automated::AutoReplyHeader(name));
     }
-    if let Some(ct) = message.content_type() {
-        if ct.ctype().eq_ignore_ascii_case("multipart")
-            && ct
-                .subtype()
-                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
-        {
-            let kind = ct.attribute("report-type").unwrap_or("unspecified");
-            return Some(Automated::Report(kind.to_ascii_lowercase()));
-        }
+    if let Some(ct) = message.content_type()
+        && ct.ctype().eq_ignore_ascii_case("multipart")
+        && ct
+            .subtype()
+            .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+    {
+        let kind = ct.attribute("report-type").unwrap_or("unspecified");
+        return Some(Automated::Report(kind.to_ascii_lowercase()));
     }
     let from = from?;
     if own.iter().any(|a| a == from) {

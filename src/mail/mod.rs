@@ -65,7 +65,7 @@ impl ParsedMail {
             references: ids(message.references()),
             from_name: from_addr
                 .and_then(|a| a.name())
-                .map(|n| single_line(n))
+                .map(single_line)
                 .filter(|n| !n.is_empty()),
             from,
             subject: message.subject().map(single_line).unwrap_or_default(),

@@ -18,8 +18,14 @@ impl Desk {
     /// A copy of `examples/` with `templates/` and `rules/` beside it, as in the repository.
     pub fn demo() -> Desk {
         let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(&Path::new(REPO).join("examples"), &dir.path().join("examples"));
-        copy_dir(&Path::new(REPO).join("templates"), &dir.path().join("templates"));
+        copy_dir(
+            &Path::new(REPO).join("examples"),
+            &dir.path().join("examples"),
+        );
+        copy_dir(
+            &Path::new(REPO).join("templates"),
+            &dir.path().join("templates"),
+        );
         copy_dir(&Path::new(REPO).join("rules"), &dir.path().join("rules"));
         // A copy made after a local demo run may carry its state; start clean.
         let _ = std::fs::remove_file(dir.path().join("examples/demo.db"));
@@ -66,7 +72,12 @@ impl Desk {
     /// Runs and requires success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.maildesk(args);
-        assert!(out.status.success(), "maildesk {args:?} failed: {}\n{}", out.status, stderr(&out));
+        assert!(
+            out.status.success(),
+            "maildesk {args:?} failed: {}\n{}",
+            out.status,
+            stderr(&out)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -85,7 +96,9 @@ impl Desk {
 
     /// Every mail written by the file transport, as text.
     pub fn sent_mails(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.out_dir()) else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(self.out_dir()) else {
+            return Vec::new();
+        };
         let mut mails: Vec<String> = entries
             .map(|e| e.expect("entry").path())
             .filter(|p| p.extension().is_some_and(|e| e == "eml"))
