@@ -114,3 +114,26 @@ fn encoded_subjects_are_decoded_for_staff() {
         "{subjects:?}"
     );
 }
+
+#[test]
+fn a_bounce_with_classic_mac_line_ends_is_recognised_and_not_answered() {
+    let desk = Desk::empty();
+    let (name, raw) = fixtures("malformed")
+        .into_iter()
+        .find(|(n, _)| n.contains("mac-cr-only"))
+        .unwrap();
+    assert!(!raw.contains(&b'\n'), "the fixture has CR-only line ends");
+    desk.deliver(&format!("1764000000.M1P1.{name}"), &raw);
+    desk.ok(&["run", "--once"]);
+    let (automated, malformed): (Option<String>, Option<String>) = desk
+        .db()
+        .query_row(
+            "SELECT automated, malformed FROM messages WHERE direction = 'in'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(malformed, None);
+    assert!(automated.is_some(), "a DSN is automated mail");
+    assert!(desk.sent_mails().is_empty());
+}

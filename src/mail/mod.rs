@@ -33,6 +33,8 @@ impl ParsedMail {
     /// Reads `raw`; never fails: what cannot be read is reported in `malformed`.
     /// `own_addresses` are the desk's addresses: mail from them is a loop, not a customer.
     pub fn read(raw: &[u8], own_addresses: &[String]) -> ParsedMail {
+        let normalized = cr_only_to_crlf(raw);
+        let raw = normalized.as_deref().unwrap_or(raw);
         let Some(message) = MessageParser::default().parse(raw) else {
             return ParsedMail {
                 message_id: None,
@@ -90,6 +92,22 @@ impl ParsedMail {
             .chain(self.references.iter().rev())
             .map(String::as_str)
     }
+}
+
+/// Messages stored by classic Mac software end lines with a bare CR, which parsers do not
+/// split on. Such a message (CR but no LF at all) is read with CRLF line ends instead.
+fn cr_only_to_crlf(raw: &[u8]) -> Option<Vec<u8>> {
+    if !raw.contains(&b'\r') || raw.contains(&b'\n') {
+        return None;
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 40);
+    for &byte in raw {
+        out.push(byte);
+        if byte == b'\r' {
+            out.push(b'\n');
+        }
+    }
+    Some(out)
 }
 
 fn ids(value: &HeaderValue<'_>) -> Vec<String> {
@@ -159,6 +177,17 @@ mod tests {
         assert_eq!(m.malformed.as_deref(), Some("no valid From address"));
         let m = ParsedMail::read(b"", &[]);
         assert_eq!(m.malformed.as_deref(), Some("no header could be read"));
+    }
+
+    #[test]
+    fn classic_mac_line_ends_are_read() {
+        let m = ParsedMail::read(
+            b"From: MAILER-DAEMON@mx.example\rSubject: Undelivered\r\rbody\r",
+            &[],
+        );
+        assert_eq!(m.subject, "Undelivered");
+        assert!(m.malformed.is_none());
+        assert!(m.automated.is_some());
     }
 
     #[test]
