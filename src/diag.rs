@@ -8,20 +8,12 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Error,
-    Warning,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Diagnostic {
     pub file: PathBuf,
     /// 1-based; `None` when the problem concerns the whole file.
     pub line: Option<usize>,
     pub column: Option<usize>,
-    pub severity: Severity,
     pub message: String,
     pub hint: Option<String>,
 }
@@ -32,7 +24,6 @@ impl Diagnostic {
             file: file.to_path_buf(),
             line: None,
             column: None,
-            severity: Severity::Error,
             message: message.into(),
             hint: None,
         }
@@ -73,11 +64,7 @@ impl fmt::Display for Diagnostic {
                 write!(f, ":{column}")?;
             }
         }
-        let severity = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        write!(f, ": {severity}: {}", self.message)?;
+        write!(f, ": error: {}", self.message)?;
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;
         }

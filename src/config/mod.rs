@@ -391,6 +391,9 @@ impl Config {
                         );
                     }
                     v.password(&mailbox.name, mailbox.password());
+                    if let Some(host) = &mailbox.host {
+                        v.plain_only_to_loopback(host, mailbox.security);
+                    }
                 }
             }
             if let (SourceKind::Maildir, Some(host)) = (mailbox.kind, &mailbox.host) {
@@ -419,10 +422,11 @@ impl Config {
                 "host = \"smtp.example.net\"",
             ),
             TransportKind::Smtp => {
-                if out.user.is_some()
-                    && let Some(host) = &out.host
-                {
-                    v.password(host, out.password());
+                if let Some(host) = &out.host {
+                    if out.user.is_some() {
+                        v.password(host, out.password());
+                    }
+                    v.plain_only_to_loopback(host, out.security);
                 }
             }
             TransportKind::File => {}
@@ -470,6 +474,20 @@ impl Validator<'_> {
                     path.get_ref().display()
                 ),
                 "a Maildir holds new/, cur/ and tmp/",
+            );
+        }
+    }
+
+    /// Plain text exposes the password and the mail: acceptable on this machine only.
+    fn plain_only_to_loopback(&mut self, host: &Spanned<String>, security: Option<Security>) {
+        if security == Some(Security::Plain) && !is_loopback(host.get_ref()) {
+            self.error(
+                host,
+                format!(
+                    "security = \"plain\" is allowed only towards loopback, not {}",
+                    host.get_ref()
+                ),
+                "use security = \"starttls\" or \"tls\"",
             );
         }
     }
@@ -526,5 +544,26 @@ impl PasswordSource<'_> {
             return Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()));
         }
         Ok(self.env.and_then(|var| std::env::var(var.get_ref()).ok()))
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback("127.0.0.1"));
+        assert!(is_loopback("::1"));
+        assert!(is_loopback("localhost"));
+        assert!(!is_loopback("smtp.example.net"));
+        assert!(!is_loopback("192.0.2.1"));
     }
 }

@@ -5,7 +5,7 @@
 
 pub mod import;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use rusqlite::Connection;
 
@@ -49,20 +49,20 @@ impl Sender {
 /// Staff addresses from the config, normalised.
 #[derive(Debug, Clone, Default)]
 pub struct StaffDirectory {
-    names: HashMap<String, String>,
+    addresses: HashSet<String>,
 }
 
 impl StaffDirectory {
     pub fn new(staff: &[Staff]) -> Self {
-        let names = staff
+        let addresses = staff
             .iter()
-            .map(|s| (normalize_address(s.email.get_ref()), s.name.clone()))
+            .map(|s| normalize_address(s.email.get_ref()))
             .collect();
-        Self { names }
+        Self { addresses }
     }
 
     pub fn contains(&self, address: &str) -> bool {
-        self.names.contains_key(address)
+        self.addresses.contains(address)
     }
 }
 

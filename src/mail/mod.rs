@@ -3,7 +3,6 @@
 
 mod automated;
 
-use chrono::{DateTime, Utc};
 use mail_parser::{HeaderValue, MessageParser};
 
 pub use automated::Automated;
@@ -17,12 +16,9 @@ pub struct ParsedMail {
     pub references: Vec<String>,
     /// Normalised From address (see [`normalize_address`]).
     pub from: Option<String>,
-    pub from_name: Option<String>,
     pub subject: String,
-    pub date: Option<DateTime<Utc>>,
     /// The first text body (HTML converted by the parser when there is no text part).
     pub text: String,
-    pub has_attachments: bool,
     /// Set when the message cannot be handled automatically and needs a person.
     pub malformed: Option<String>,
     /// Set when the message was sent by a machine and must never be answered.
@@ -41,17 +37,15 @@ impl ParsedMail {
                 in_reply_to: Vec::new(),
                 references: Vec::new(),
                 from: None,
-                from_name: None,
                 subject: String::new(),
-                date: None,
                 text: String::from_utf8_lossy(raw).into_owned(),
-                has_attachments: false,
                 malformed: Some("no header could be read".into()),
                 automated: None,
             };
         };
-        let from_addr = message.from().and_then(|a| a.first());
-        let from = from_addr
+        let from = message
+            .from()
+            .and_then(|a| a.first())
             .and_then(|a| a.address())
             .map(normalize_address)
             .filter(|a| is_plausible_address(a));
@@ -65,21 +59,12 @@ impl ParsedMail {
             message_id: message.message_id().map(str::to_string),
             in_reply_to: ids(message.in_reply_to()),
             references: ids(message.references()),
-            from_name: from_addr
-                .and_then(|a| a.name())
-                .map(single_line)
-                .filter(|n| !n.is_empty()),
             from,
             subject: message.subject().map(single_line).unwrap_or_default(),
-            date: message
-                .date()
-                .filter(|d| d.is_valid())
-                .and_then(|d| DateTime::from_timestamp(d.to_timestamp(), 0)),
             text: message
                 .body_text(0)
                 .map(|t| t.into_owned())
                 .unwrap_or_default(),
-            has_attachments: message.attachment_count() > 0,
             malformed,
             automated,
         }
@@ -158,14 +143,12 @@ mod tests {
         let raw = b"From: \"Ann\" <Ann@Example.COM>\r\nTo: support@desk.test\r\nSubject: =?utf-8?q?Caf=C3=A9?= down\r\nMessage-ID: <a1@example.com>\r\nIn-Reply-To: <x@desk.test>\r\nReferences: <r1@desk.test> <x@desk.test>\r\nDate: Mon, 2 Nov 2026 10:00:00 +0100\r\n\r\nHello\r\n";
         let m = ParsedMail::read(raw, &[]);
         assert_eq!(m.from.as_deref(), Some("ann@example.com"));
-        assert_eq!(m.from_name.as_deref(), Some("Ann"));
         assert_eq!(m.subject, "Café down");
         assert_eq!(m.message_id.as_deref(), Some("a1@example.com"));
         assert_eq!(
             m.ancestors().collect::<Vec<_>>(),
             vec!["x@desk.test", "x@desk.test", "r1@desk.test"]
         );
-        assert_eq!(m.date.unwrap().to_rfc3339(), "2026-11-02T09:00:00+00:00");
         assert_eq!(m.text.trim(), "Hello");
         assert!(m.malformed.is_none());
         assert!(m.automated.is_none());

@@ -178,79 +178,73 @@ impl Store {
                     account_from_row,
                 )
                 .optional()?;
-            let (id, changes) = match existing {
+            let id = match &existing {
                 None => {
                     tx.execute(
                         "INSERT INTO accounts (reference, email, name, language, status, details_valid, created_at, updated_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
                         params![record.reference, record.email, record.name, record.language, record.status, record.details_valid, at],
                     )?;
-                    summary.created += 1;
-                    (tx.last_insert_rowid(), vec!["created".to_string()])
+                    tx.last_insert_rowid()
                 }
-                Some(old) => {
-                    let mut changes = Vec::new();
-                    let fields: [(&str, String, String); 5] = [
-                        ("email", old.email.clone(), record.email.clone()),
-                        ("name", old.name.clone(), record.name.clone()),
-                        ("language", old.language.clone(), record.language.clone()),
-                        ("status", old.status.clone(), record.status.clone()),
-                        (
-                            "details_valid",
-                            old.details_valid.to_string(),
-                            record.details_valid.to_string(),
-                        ),
-                    ];
-                    for (field, before, after) in fields {
-                        if before != after {
-                            changes.push(format!("{field}: {before:?} -> {after:?}"));
-                        }
-                    }
-                    if !changes.is_empty() {
-                        tx.execute(
-                            "UPDATE accounts SET email = ?2, name = ?3, language = ?4, status = ?5, details_valid = ?6, updated_at = ?7
-                             WHERE id = ?1",
-                            params![old.id, record.email, record.name, record.language, record.status, record.details_valid, at],
-                        )?;
-                    }
-                    (old.id, changes)
-                }
+                Some(old) => old.id,
             };
-            let before = previous
-                .remove(record.reference.as_str())
-                .unwrap_or_default();
             for resource in &record.resources {
                 tx.execute(
                     "INSERT INTO account_resources (account_id, kind, value) VALUES (?1, ?2, ?3)",
                     params![id, resource.kind, resource.value],
                 )?;
             }
-            let mut changes = changes;
-            if before != record.resources && changes.first().map(String::as_str) != Some("created")
+            let Some(old) = existing else {
+                summary.created += 1;
+                insert_account_event(&tx, &at, id, "account.created", &actor, &record.email)?;
+                continue;
+            };
+            let mut changes = field_changes(&old, record);
+            if !changes.is_empty() {
+                tx.execute(
+                    "UPDATE accounts SET email = ?2, name = ?3, language = ?4, status = ?5, details_valid = ?6, updated_at = ?7
+                     WHERE id = ?1",
+                    params![id, record.email, record.name, record.language, record.status, record.details_valid, at],
+                )?;
+            }
+            if previous
+                .remove(record.reference.as_str())
+                .unwrap_or_default()
+                != record.resources
             {
                 changes.push("resources changed".into());
             }
-            match changes.first().map(String::as_str) {
-                None => summary.unchanged += 1,
-                Some("created") => {
-                    insert_account_event(&tx, &at, id, "account.created", &actor, &record.email)?;
-                }
-                Some(_) => {
-                    summary.updated += 1;
-                    insert_account_event(
-                        &tx,
-                        &at,
-                        id,
-                        "account.updated",
-                        &actor,
-                        &changes.join("; "),
-                    )?;
-                }
+            if changes.is_empty() {
+                summary.unchanged += 1;
+            } else {
+                summary.updated += 1;
+                insert_account_event(&tx, &at, id, "account.updated", &actor, &changes.join("; "))?;
             }
         }
         tx.commit()?;
         Ok(summary)
     }
+}
+
+/// `field: "before" -> "after"` for every field the record changes.
+fn field_changes(old: &Account, new: &AccountRecord) -> Vec<String> {
+    let fields = [
+        ("email", old.email.clone(), new.email.clone()),
+        ("name", old.name.clone(), new.name.clone()),
+        ("language", old.language.clone(), new.language.clone()),
+        ("status", old.status.clone(), new.status.clone()),
+        (
+            "details_valid",
+            old.details_valid.to_string(),
+            new.details_valid.to_string(),
+        ),
+    ];
+    fields
+        .into_iter()
+        .filter(|(_, before, after)| before != after)
+        .map(|(field, before, after)| format!("{field}: {before:?} -> {after:?}"))
+        .collect()
 }
 
 fn insert_account_event(

@@ -50,12 +50,6 @@ impl Store {
         migrations::migrate(&mut conn, &path.display().to_string())?;
         Ok(Store { conn })
     }
-
-    pub fn schema_version(&self) -> Result<u32, StoreError> {
-        Ok(self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?)
-    }
 }
 
 /// The one timestamp format of the database: RFC 3339, UTC, sortable as text.

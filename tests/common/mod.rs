@@ -8,6 +8,8 @@ use std::process::{Command, Output};
 
 use rusqlite::Connection;
 
+pub mod smtp;
+
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 pub struct Desk {
@@ -133,10 +135,11 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A header's value in a mail written by us (unfolded).
+/// A header's value (unfolded), in a mail with CRLF or LF line ends.
 pub fn header(mail: &str, name: &str) -> Option<String> {
-    let head = mail.split("\r\n\r\n").next()?;
-    let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+    let mail = mail.replace("\r\n", "\n");
+    let head = mail.split("\n\n").next()?;
+    let unfolded = head.replace("\n ", " ").replace("\n\t", " ");
     unfolded
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
