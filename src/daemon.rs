@@ -64,6 +64,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
     }
     let db = config.database.get_ref();
     let mut outbox_store = Store::open(db)?;
+    outbox_store.sync_staff(&config.staff)?;
     if let Some(file) = &config.accounts_file {
         let s = import_file(&mut outbox_store, file.get_ref())?;
         tracing::info!(file = %file.get_ref().display(), created = s.created, updated = s.updated, unchanged = s.unchanged, "imported accounts");

@@ -9,7 +9,7 @@ use crate::compose::Templates;
 use crate::config::Config;
 use crate::desk::decide::{Inbound, decide};
 use crate::desk::thread::Threader;
-use crate::identity::{self, StaffDirectory};
+use crate::identity;
 use crate::mail::{ParsedMail, normalize_address};
 use crate::source::SourceMessage;
 use crate::store::apply::{self, Incoming, Outgoing};
@@ -29,7 +29,6 @@ pub struct Pipeline {
     store: Store,
     templates: Templates,
     threader: Threader,
-    staff: StaffDirectory,
     own_addresses: Vec<String>,
     desk_name: String,
     support_address: String,
@@ -47,7 +46,6 @@ impl Pipeline {
             store,
             templates,
             threader: Threader::new(desk.ticket_tag.get_ref())?,
-            staff: StaffDirectory::new(&config.staff),
             own_addresses: [&desk.support_address, &desk.abuse_address]
                 .iter()
                 .map(|a| normalize_address(a.get_ref()))
@@ -79,7 +77,7 @@ impl Pipeline {
         if known.is_some() {
             return Ok(Outcome::AlreadyStored);
         }
-        let sender = identity::identify(&tx, mail.from.as_deref(), &self.staff)?;
+        let sender = identity::identify(&tx, mail.from.as_deref())?;
         let ticket = self.threader.find(&tx, &mail, &sender)?;
         let effects = decide(Inbound {
             role: message.role,

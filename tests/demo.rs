@@ -291,3 +291,25 @@ fn a_stranger_cannot_join_a_customer_ticket_by_copying_its_tag() {
     let sneaky = ticket_by_subject(&tickets, "Re: [ACME #2] tell me more");
     assert_eq!(sneaky["account"], serde_json::Value::Null);
 }
+
+#[test]
+fn staff_may_write_on_any_ticket_and_are_not_acknowledged() {
+    let desk = Desk::demo();
+    desk.ok(&["run", "--once"]);
+    desk.deliver(
+        "1763900000.M1P3.demo",
+        b"From: Luca <Luca@acme-hosting.example>\r\nTo: support@acme-hosting.example\r\nSubject: Re: [ACME #2] note\r\nMessage-ID: <note@acme-hosting.example>\r\n\r\nChecked the SMTP logs: her password expired.\r\n",
+    );
+    desk.ok(&["run", "--once"]);
+    let thread = desk.json(&["tickets", "show", "2", "--json"]);
+    let last = thread["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["from"], "luca@acme-hosting.example");
+    let actor = thread["events"].as_array().unwrap().last().unwrap()["actor"].clone();
+    assert_eq!(actor, "staff:luca@acme-hosting.example");
+    assert_eq!(desk.sent_mails().len(), 4);
+}

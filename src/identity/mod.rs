@@ -5,14 +5,11 @@
 
 pub mod import;
 
-use std::collections::HashSet;
-
 use rusqlite::Connection;
 
-use crate::config::Staff;
-use crate::mail::normalize_address;
 use crate::store::StoreError;
 use crate::store::accounts::{self, Account};
+use crate::store::staff;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sender {
@@ -46,35 +43,12 @@ impl Sender {
     }
 }
 
-/// Staff addresses from the config, normalised.
-#[derive(Debug, Clone, Default)]
-pub struct StaffDirectory {
-    addresses: HashSet<String>,
-}
-
-impl StaffDirectory {
-    pub fn new(staff: &[Staff]) -> Self {
-        let addresses = staff
-            .iter()
-            .map(|s| normalize_address(s.email.get_ref()))
-            .collect();
-        Self { addresses }
-    }
-
-    pub fn contains(&self, address: &str) -> bool {
-        self.addresses.contains(address)
-    }
-}
-
-pub fn identify(
-    conn: &Connection,
-    from: Option<&str>,
-    staff: &StaffDirectory,
-) -> Result<Sender, StoreError> {
+/// `from` is the normalised From address, if the message has a usable one.
+pub fn identify(conn: &Connection, from: Option<&str>) -> Result<Sender, StoreError> {
     let Some(from) = from else {
         return Ok(Sender::Unknown);
     };
-    if staff.contains(from) {
+    if staff::is_staff(conn, from)? {
         return Ok(Sender::Staff {
             email: from.to_string(),
         });

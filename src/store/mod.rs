@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod apply;
 mod migrations;
 pub mod outbox;
+pub mod staff;
 pub mod tickets;
 
 use std::path::Path;

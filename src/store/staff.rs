@@ -1,0 +1,34 @@
+//! Staff members: configured in the config file, mirrored here so that every lookup and
+//! the audit log see one list.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Store, StoreError};
+use crate::config::Staff;
+use crate::mail::normalize_address;
+
+pub fn is_staff(conn: &Connection, address: &str) -> Result<bool, StoreError> {
+    let found: Option<i64> = conn
+        .query_row("SELECT id FROM staff WHERE email = ?1", [address], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(found.is_some())
+}
+
+impl Store {
+    /// Makes the staff table what the config says, in one transaction.
+    pub fn sync_staff(&mut self, staff: &[Staff]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM staff", [])?;
+        for member in staff {
+            tx.execute(
+                "INSERT INTO staff (email, name) VALUES (?1, ?2)
+                 ON CONFLICT (email) DO UPDATE SET name = excluded.name",
+                params![normalize_address(member.email.get_ref()), member.name],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
