@@ -13,6 +13,16 @@ fn ticket_by_subject<'a>(tickets: &'a serde_json::Value, prefix: &str) -> &'a se
         .unwrap_or_else(|| panic!("no ticket {prefix:?} in {tickets:#}"))
 }
 
+/// What staff will do by mail; until then, straight in the database.
+fn resolve_ticket(desk: &Desk, number: i64) {
+    desk.db()
+        .execute(
+            "UPDATE tickets SET status = 'resolved' WHERE number = ?1",
+            [number],
+        )
+        .unwrap();
+}
+
 fn mail_to<'a>(mails: &'a [String], address: &str) -> Vec<&'a String> {
     mails
         .iter()
@@ -235,12 +245,7 @@ fn ticket_show_has_every_message_and_event() {
 fn tickets_list_filters_by_status() {
     let desk = Desk::demo();
     desk.ok(&["run", "--once"]);
-    desk.db()
-        .execute(
-            "UPDATE tickets SET status = 'resolved' WHERE number = 1",
-            [],
-        )
-        .unwrap();
+    resolve_ticket(&desk, 1);
     let resolved = desk.json(&["tickets", "list", "--status", "resolved", "--json"]);
     assert_eq!(resolved.as_array().unwrap().len(), 1);
     assert_eq!(resolved[0]["number"], 1);
@@ -256,12 +261,7 @@ fn tickets_list_filters_by_status() {
 fn customer_writing_on_a_resolved_ticket_reopens_it() {
     let desk = Desk::demo();
     desk.ok(&["run", "--once"]);
-    desk.db()
-        .execute(
-            "UPDATE tickets SET status = 'resolved' WHERE number = 1",
-            [],
-        )
-        .unwrap();
+    resolve_ticket(&desk, 1);
     desk.deliver(
         "1763900000.M1P1.demo",
         b"From: mario.rossi@pizzeria-rossi.example\r\nTo: support@acme-hosting.example\r\nSubject: Re: [ACME #1] Abbiamo ricevuto la tua richiesta\r\nMessage-ID: <again@pizzeria-rossi.example>\r\n\r\nDi nuovo down!\r\n",

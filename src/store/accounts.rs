@@ -270,16 +270,16 @@ fn find_conflicts(
     let in_file: BTreeSet<&str> = records.iter().map(|r| r.reference.as_str()).collect();
     let mut conflicts = Vec::new();
     for record in records {
-        let owner: Option<String> = tx
-            .query_row(
-                "SELECT reference FROM accounts WHERE email = ?1",
-                [&record.email],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(owner) =
-            owner.filter(|o| *o != record.reference && !in_file.contains(o.as_str()))
-        {
+        // The account (other than this row's) that holds what `sql` looks up, if any.
+        let owner_elsewhere =
+            |sql: &str, args: &[&dyn rusqlite::ToSql]| -> Result<Option<String>, StoreError> {
+                let owner: Option<String> = tx.query_row(sql, args, |r| r.get(0)).optional()?;
+                Ok(owner.filter(|o| *o != record.reference && !in_file.contains(o.as_str())))
+            };
+        if let Some(owner) = owner_elsewhere(
+            "SELECT reference FROM accounts WHERE email = ?1",
+            &[&record.email],
+        )? {
             conflicts.push((
                 record.line,
                 format!(
@@ -289,17 +289,10 @@ fn find_conflicts(
             ));
         }
         for resource in &record.resources {
-            let owner: Option<String> = tx
-                .query_row(
-                    "SELECT a.reference FROM account_resources r JOIN accounts a ON a.id = r.account_id
-                     WHERE r.kind = ?1 AND r.value = ?2",
-                    params![resource.kind, resource.value],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(owner) =
-                owner.filter(|o| *o != record.reference && !in_file.contains(o.as_str()))
-            {
+            let sql =
+                "SELECT a.reference FROM account_resources r JOIN accounts a ON a.id = r.account_id
+                        WHERE r.kind = ?1 AND r.value = ?2";
+            if let Some(owner) = owner_elsewhere(sql, &[&resource.kind, &resource.value])? {
                 conflicts.push((
                     record.line,
                     format!(
