@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use maildesk::config::Config;
 use maildesk::store::Store;
+use maildesk::store::tickets::Ticket;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -30,18 +31,27 @@ pub fn run(config: &Config, command: Command) -> anyhow::Result<ExitCode> {
                 super::print_json(&tickets)?;
                 return Ok(ExitCode::SUCCESS);
             }
+            let rows: Vec<(String, &Ticket)> = tickets
+                .iter()
+                .map(|t| match &t.account {
+                    Some(reference) => (format!("{} ({reference})", t.requester), t),
+                    None => (format!("{} (unregistered)", t.requester), t),
+                })
+                .collect();
+            let width = rows
+                .iter()
+                .map(|(who, _)| who.chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(4);
             println!(
-                "{:>6}  {:<8} {:<8} {:<5} {:<30} SUBJECT",
+                "{:>6}  {:<8} {:<8} {:<5} {:<width$}  SUBJECT",
                 "NUMBER", "STATUS", "PRIORITY", "STAFF", "FROM"
             );
-            for t in &tickets {
-                let who = match &t.account {
-                    Some(reference) => format!("{} ({reference})", t.requester),
-                    None => format!("{} (unregistered)", t.requester),
-                };
+            for (who, t) in rows {
                 let staff = if t.needs_staff { "yes" } else { "" };
                 println!(
-                    "{:>6}  {:<8} {:<8} {:<5} {:<30} {}",
+                    "{:>6}  {:<8} {:<8} {:<5} {:<width$}  {}",
                     t.number, t.status, t.priority, staff, who, t.subject
                 );
             }
