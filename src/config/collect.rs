@@ -54,11 +54,30 @@ pub fn deserialize_all<T: DeserializeOwned>(
 
 fn to_diagnostic(file: &Path, source: &str, e: &toml::de::Error) -> Diagnostic {
     let message = e.message().trim().to_string();
-    let hint = unknown_key_hint(&message);
-    let d = Diagnostic::error(file, message).at_span(source, e.span());
-    match hint {
-        Some(hint) => d.with_hint(hint),
-        None => d,
+    let hint = unknown_key_hint(&message).unwrap_or_else(|| value_hint(&message).to_string());
+    Diagnostic::error(file, message)
+        .at_span(source, e.span())
+        .with_hint(hint)
+}
+
+/// Plain advice for a value of the wrong shape, from what serde expected.
+fn value_hint(message: &str) -> &'static str {
+    let expected = message.rsplit("expected ").next().unwrap_or_default();
+    if ["u8", "u16", "u32", "u64", "i64", "usize"]
+        .iter()
+        .any(|t| expected.starts_with(t))
+    {
+        "write a whole number, without quotes"
+    } else if expected.starts_with("a boolean") {
+        "write true or false, without quotes"
+    } else if expected.starts_with("a string") || expected.starts_with("a path") {
+        "write text in double quotes"
+    } else if expected.starts_with("a sequence") {
+        "write a list in brackets, e.g. [\"a\", \"b\"]"
+    } else if message.contains("missing field") {
+        "add the key; see examples/demo.toml for a complete file"
+    } else {
+        "see the Configuration section of README.md"
     }
 }
 
@@ -145,6 +164,16 @@ mod tests {
         let unknown = errs.iter().find(|d| d.line == Some(3)).unwrap();
         assert!(unknown.message.contains("unknown field `naem`"));
         assert_eq!(unknown.hint.as_deref(), Some("did you mean `name`?"));
+        let wrong_type = errs.iter().find(|d| d.line == Some(2)).unwrap();
+        assert_eq!(
+            wrong_type.hint.as_deref(),
+            Some("write a whole number, without quotes")
+        );
+        let not_bool = errs.iter().find(|d| d.line == Some(5)).unwrap();
+        assert_eq!(
+            not_bool.hint.as_deref(),
+            Some("write true or false, without quotes")
+        );
     }
 
     #[test]
