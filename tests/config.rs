@@ -52,8 +52,15 @@ fn unknown_key_wrong_type_and_missing_file_are_all_reported() {
         "{err}"
     );
     assert!(err.contains("does not exist"), "{err}");
-    assert!(err.contains("hint: write a whole number, without quotes"), "{err}");
-    assert_eq!(err.matches("error:").count(), 3, "exactly the three problems: {err}");
+    assert!(
+        err.contains("hint: write a whole number, without quotes"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("error:").count(),
+        3,
+        "exactly the three problems: {err}"
+    );
     // The same problems stop every command, not only `check`.
     assert_eq!(
         maildesk_with(&config, &["run", "--once"]).status.code(),

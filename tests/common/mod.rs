@@ -29,14 +29,26 @@ impl Desk {
             &dir.path().join("templates"),
         );
         copy_dir(&Path::new(REPO).join("rules"), &dir.path().join("rules"));
-        // A copy made after a local demo run may carry its state; start clean.
-        let _ = std::fs::remove_file(dir.path().join("examples/demo.db"));
-        let _ = std::fs::remove_dir_all(dir.path().join("examples/out"));
         let desk = Desk { dir };
-        for sub in ["new", "cur", "tmp"] {
-            std::fs::create_dir_all(desk.maildir().join(sub)).expect("maildir");
-        }
+        desk.reset_demo_state();
         desk
+    }
+
+    /// Undoes a local demo run the copy may carry (the README's first command runs in the
+    /// checkout): mails back to new/, no database, no output.
+    fn reset_demo_state(&self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(self.examples().join(format!("demo.db{suffix}")));
+        }
+        let _ = std::fs::remove_dir_all(self.examples().join("out"));
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(self.maildir().join(sub)).expect("maildir");
+        }
+        for name in self.files_in("cur") {
+            let unique = name.split(":2,").next().unwrap_or(&name).to_string();
+            let from = self.maildir().join("cur").join(&name);
+            std::fs::rename(from, self.maildir().join("new").join(unique)).expect("reset");
+        }
     }
 
     /// The demo without its mails, for tests that bring their own.
