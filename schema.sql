@@ -2,7 +2,7 @@
 --
 -- A new database is created from this file and stamped with the latest schema version
 -- (PRAGMA user_version). An older database is brought up to date by the numbered steps in
--- src/store/migrations.rs; a test checks that both roads end in the same schema.
+-- src/store/migrations/; a test checks that both roads end in the same schema.
 -- Times are UTC, RFC 3339 text. Raw message bytes are kept forever: nothing is dropped.
 
 CREATE TABLE accounts (
@@ -105,10 +105,15 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_pending ON outbox(status, next_attempt_at);
 
--- IMAP: the highest UID committed per mailbox, valid while UIDVALIDITY stays the same
+-- IMAP: the highest UID committed per mailbox, valid while UIDVALIDITY stays the same;
+-- written in the same transaction as the messages it covers
 CREATE TABLE mailbox_cursors (
-    mailbox     TEXT PRIMARY KEY,
-    uidvalidity INTEGER NOT NULL,
-    last_uid    INTEGER NOT NULL,
-    updated_at  TEXT NOT NULL
+    mailbox       TEXT PRIMARY KEY,
+    uidvalidity   INTEGER NOT NULL,
+    last_uid      INTEGER NOT NULL,
+    updated_at    TEXT NOT NULL,
+    -- UIDs below were there before maildesk and skipped (initial_sync = "skip-existing")
+    first_uid     INTEGER NOT NULL DEFAULT 1,
+    -- UIDs below are imported as history, never answered (initial_sync = "import-silently")
+    history_below INTEGER NOT NULL DEFAULT 0
 );

@@ -1,11 +1,16 @@
-//! The long-running process: read every mailbox, deliver the outbox, wait, repeat, until
-//! SIGTERM or SIGINT. A round in progress is always finished before exiting, so a stop
-//! never leaves a message half-handled.
+//! The long-running process: one task per IMAP mailbox, one for the Maildirs, one
+//! delivering the outbox, until SIGTERM or SIGINT. Work in progress is always finished
+//! before exiting (a batch commits and is acknowledged), so a stop never leaves a message
+//! half-handled.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::compose::Templates;
 use crate::config::{Config, SourceKind};
@@ -13,6 +18,7 @@ use crate::diag::Diagnostics;
 use crate::identity::import::{ImportFileError, import_file};
 use crate::outbox::{self, Transport, TransportError};
 use crate::pipeline::{Outcome, Pipeline};
+use crate::source::imap::{self, ImapError, ImapMailbox, Watch};
 use crate::source::maildir::Maildir;
 use crate::store::{Store, StoreError};
 
@@ -26,10 +32,8 @@ pub enum DaemonError {
     Transport(#[from] TransportError),
     #[error("accounts_file: {0}")]
     Accounts(#[from] ImportFileError),
-    #[error(
-        "mailbox {0}: IMAP sources are not available in this version yet; use kind = \"maildir\""
-    )]
-    ImapUnsupported(String),
+    #[error("mailbox {mailbox}: {error}")]
+    Imap { mailbox: String, error: ImapError },
     #[error("invalid ticket tag: {0}")]
     Tag(#[from] regex::Error),
     #[error("internal error: {0}")]
@@ -48,20 +52,24 @@ pub struct RunTotals {
     pub deferred: usize,
 }
 
-pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> {
-    let templates = Templates::load(config.templates_dir.get_ref())
-        .map_err(|d| DaemonError::Templates(Diagnostics(d)))?;
-    let mut maildirs = Vec::new();
-    for mailbox in &config.mailboxes {
-        match (mailbox.kind, &mailbox.path) {
-            (SourceKind::Maildir, Some(path)) => maildirs.push(Maildir {
-                name: mailbox.name.get_ref().clone(),
-                role: mailbox.role,
-                path: path.get_ref().clone(),
-            }),
-            _ => return Err(DaemonError::ImapUnsupported(mailbox.name.get_ref().clone())),
-        }
+impl RunTotals {
+    fn add(&mut self, other: RunTotals) {
+        self.stored += other.stored;
+        self.already_stored += other.already_stored;
+        self.failed += other.failed;
+        self.sent += other.sent;
+        self.deferred += other.deferred;
     }
+}
+
+/// Retries of deferred mail are looked for this often even when nothing new was queued.
+const OUTBOX_INTERVAL: Duration = Duration::from_secs(30);
+
+pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> {
+    let templates = || {
+        Templates::load(config.templates_dir.get_ref())
+            .map_err(|d| DaemonError::Templates(Diagnostics(d)))
+    };
     let db = config.database.get_ref();
     let mut outbox_store = Store::open(db)?;
     outbox_store.sync_staff(&config.staff)?;
@@ -69,46 +77,152 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
         let s = import_file(&mut outbox_store, file.get_ref())?;
         tracing::info!(file = %file.get_ref().display(), created = s.created, updated = s.updated, unchanged = s.unchanged, "imported accounts");
     }
-    let mut pipeline = Pipeline::new(config, Store::open(db)?, templates)?;
     let transport = Transport::from_config(&config.outgoing)?;
+    let shutdown = CancellationToken::new();
+    listen_for_signals(shutdown.clone())?;
+    let watch = Watch {
+        shutdown: shutdown.clone(),
+        once,
+        poll: Duration::from_secs(config.daemon.poll_interval_secs.max(1)),
+        outbox: Arc::new(Notify::new()),
+    };
+
+    let mut sources: JoinSet<Result<RunTotals, DaemonError>> = JoinSet::new();
+    let mut maildirs = Vec::new();
+    for mailbox in &config.mailboxes {
+        let name = mailbox.name.get_ref().clone();
+        match (mailbox.kind, &mailbox.path) {
+            (SourceKind::Maildir, Some(path)) => maildirs.push(Maildir {
+                name,
+                role: mailbox.role,
+                path: path.get_ref().clone(),
+            }),
+            _ => {
+                let imap =
+                    ImapMailbox::from_config(mailbox).map_err(|error| DaemonError::Imap {
+                        mailbox: name.clone(),
+                        error,
+                    })?;
+                let pipeline = Arc::new(Mutex::new(Pipeline::new(
+                    config,
+                    Store::open(db)?,
+                    templates()?,
+                )?));
+                let watch = watch.clone();
+                sources.spawn(async move {
+                    let totals = imap::watch(imap, pipeline, watch).await.map_err(|error| {
+                        DaemonError::Imap {
+                            mailbox: name,
+                            error,
+                        }
+                    })?;
+                    Ok(RunTotals {
+                        stored: totals.stored,
+                        already_stored: totals.already_stored,
+                        ..RunTotals::default()
+                    })
+                });
+            }
+        }
+    }
+    if !maildirs.is_empty() {
+        let pipeline = Pipeline::new(config, Store::open(db)?, templates()?)?;
+        sources.spawn(watch_maildirs(pipeline, maildirs, watch.clone()));
+    }
+    tracing::info!(mailboxes = config.mailboxes.len(), once, "maildesk started");
+
+    let mut totals = RunTotals::default();
+    let mut failure = None;
+    if once {
+        while let Some(result) = sources.join_next().await {
+            match result? {
+                Ok(t) => totals.add(t),
+                Err(e) => failure = Some(e),
+            }
+        }
+        totals.add(deliver(&mut outbox_store, &transport).await?);
+    } else {
+        loop {
+            tokio::select! {
+                _ = watch.outbox.notified() => {}
+                _ = tokio::time::sleep(OUTBOX_INTERVAL) => {}
+                _ = shutdown.cancelled() => break,
+            }
+            totals.add(deliver(&mut outbox_store, &transport).await?);
+        }
+        while let Some(result) = sources.join_next().await {
+            match result? {
+                Ok(t) => totals.add(t),
+                Err(e) => failure = Some(e),
+            }
+        }
+    }
+    tracing::info!(?totals, "maildesk stopped");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(totals),
+    }
+}
+
+async fn deliver(store: &mut Store, transport: &Transport) -> Result<RunTotals, DaemonError> {
+    let delivery = outbox::deliver_due(store, transport, Utc::now()).await?;
+    Ok(RunTotals {
+        sent: delivery.sent,
+        deferred: delivery.deferred,
+        ..RunTotals::default()
+    })
+}
+
+fn listen_for_signals(shutdown: CancellationToken) -> Result<(), DaemonError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
-    let poll = Duration::from_secs(config.daemon.poll_interval_secs.max(1));
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM: finishing the work in progress"),
+            _ = interrupt.recv() => tracing::info!("SIGINT: finishing the work in progress"),
+        }
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
+/// Reads the Maildirs every poll interval.
+async fn watch_maildirs(
+    mut pipeline: Pipeline,
+    mut maildirs: Vec<Maildir>,
+    watch: Watch,
+) -> Result<RunTotals, DaemonError> {
     let mut totals = RunTotals::default();
-    tracing::info!(mailboxes = maildirs.len(), once, "maildesk started");
     loop {
         // SQLite and Maildir calls block: run the round on the blocking pool.
-        let (returned_pipeline, returned_maildirs, round) =
+        let (returned_pipeline, returned_maildirs, round, queued) =
             tokio::task::spawn_blocking(move || {
-                let round = ingest_round(&mut pipeline, &maildirs);
-                (pipeline, maildirs, round)
+                let (round, queued) = ingest_round(&mut pipeline, &maildirs);
+                (pipeline, maildirs, round, queued)
             })
             .await?;
         pipeline = returned_pipeline;
         maildirs = returned_maildirs;
-        totals.stored += round.stored;
-        totals.already_stored += round.already_stored;
-        totals.failed += round.failed;
-        let delivery = outbox::deliver_due(&mut outbox_store, &transport, Utc::now()).await?;
-        totals.sent += delivery.sent;
-        totals.deferred += delivery.deferred;
-        if once {
-            break;
+        totals.add(round);
+        if queued > 0 {
+            watch.outbox.notify_one();
+        }
+        if watch.once {
+            return Ok(totals);
         }
         tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
+            _ = tokio::time::sleep(watch.poll) => {}
+            _ = watch.shutdown.cancelled() => return Ok(totals),
         }
     }
-    tracing::info!(?totals, "maildesk stopped");
-    Ok(totals)
 }
 
 /// Reads every waiting message of every Maildir. A message that cannot be read or stored
 /// stays where it is (logged) and is tried again next round; the others go on.
-fn ingest_round(pipeline: &mut Pipeline, maildirs: &[Maildir]) -> RunTotals {
+/// Returns the totals and how many outgoing mails were queued.
+fn ingest_round(pipeline: &mut Pipeline, maildirs: &[Maildir]) -> (RunTotals, usize) {
     let mut totals = RunTotals::default();
+    let mut queued = 0;
     for maildir in maildirs {
         let files = match maildir.waiting() {
             Ok(files) => files,
@@ -130,7 +244,10 @@ fn ingest_round(pipeline: &mut Pipeline, maildirs: &[Maildir]) -> RunTotals {
             match result {
                 Ok(outcome) => {
                     match outcome {
-                        Outcome::Stored { .. } => totals.stored += 1,
+                        Outcome::Stored { queued: q, .. } => {
+                            totals.stored += 1;
+                            queued += q;
+                        }
                         Outcome::AlreadyStored => totals.already_stored += 1,
                     }
                     if let Err(error) = maildir.acknowledge(&file) {
@@ -144,5 +261,5 @@ fn ingest_round(pipeline: &mut Pipeline, maildirs: &[Maildir]) -> RunTotals {
             }
         }
     }
-    totals
+    (totals, queued)
 }

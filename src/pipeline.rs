@@ -1,9 +1,10 @@
-//! One message through the whole flow: parse → identify → thread → decide → apply, inside
-//! one transaction. The caller acknowledges the message at its source only after
-//! [`Pipeline::ingest`] returned, i.e. after the commit.
+//! Messages through the whole flow: parse → identify → thread → decide → apply, a batch
+//! inside one transaction together with the source's cursor. The caller acknowledges the
+//! messages at their source only after [`Pipeline::ingest_batch`] returned, i.e. after
+//! the commit.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, TransactionBehavior};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::compose::Templates;
 use crate::config::Config;
@@ -13,7 +14,7 @@ use crate::identity;
 use crate::mail::{ParsedMail, normalize_address};
 use crate::source::SourceMessage;
 use crate::store::apply::{self, Incoming, Outgoing};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, cursors};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -21,12 +22,26 @@ pub enum Outcome {
         ticket: Option<i64>,
         queued: usize,
     },
-    /// The same bytes were already stored from this mailbox (a re-delivery after a crash).
+    /// The same message was already stored from this mailbox (a re-delivery after a crash,
+    /// or a mailbox re-read after its UIDVALIDITY changed).
     AlreadyStored,
+}
+
+/// Where an IMAP mailbox's cursor moves when a batch commits.
+#[derive(Debug, Clone, Copy)]
+pub struct CursorAdvance<'a> {
+    pub mailbox: &'a str,
+    pub uidvalidity: u32,
+    pub last_uid: u32,
 }
 
 pub struct Pipeline {
     store: Store,
+    desk: Desk,
+}
+
+/// Everything but the database: what messages are read and answered with.
+struct Desk {
     templates: Templates,
     threader: Threader,
     own_addresses: Vec<String>,
@@ -44,16 +59,22 @@ impl Pipeline {
         let desk = &config.desk;
         Ok(Pipeline {
             store,
-            templates,
-            threader: Threader::new(desk.ticket_tag.get_ref())?,
-            own_addresses: [&desk.support_address, &desk.abuse_address]
-                .iter()
-                .map(|a| normalize_address(a.get_ref()))
-                .collect(),
-            desk_name: desk.name.clone(),
-            support_address: desk.support_address.get_ref().clone(),
-            default_language: desk.default_language.clone(),
+            desk: Desk {
+                templates,
+                threader: Threader::new(desk.ticket_tag.get_ref())?,
+                own_addresses: [&desk.support_address, &desk.abuse_address]
+                    .iter()
+                    .map(|a| normalize_address(a.get_ref()))
+                    .collect(),
+                desk_name: desk.name.clone(),
+                support_address: desk.support_address.get_ref().clone(),
+                default_language: desk.default_language.clone(),
+            },
         })
+    }
+
+    pub fn store(&mut self) -> &mut Store {
+        &mut self.store
     }
 
     pub fn ingest(
@@ -61,29 +82,61 @@ impl Pipeline {
         message: &SourceMessage,
         now: DateTime<Utc>,
     ) -> Result<Outcome, StoreError> {
-        let sha256 = crate::sha256_hex(&message.raw);
-        let mail = ParsedMail::read(&message.raw, &self.own_addresses);
+        let outcomes = self.ingest_batch(std::slice::from_ref(message), None, now)?;
+        Ok(outcomes
+            .into_iter()
+            .next()
+            .unwrap_or(Outcome::AlreadyStored))
+    }
+
+    /// Stores `messages` and moves `cursor`, all in one transaction.
+    pub fn ingest_batch(
+        &mut self,
+        messages: &[SourceMessage],
+        cursor: Option<CursorAdvance<'_>>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let parsed: Vec<ParsedMail> = messages
+            .iter()
+            .map(|m| ParsedMail::read(&m.raw, &self.desk.own_addresses))
+            .collect();
         let tx = self
             .store
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let known: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM messages WHERE direction = 'in' AND mailbox = ?1 AND sha256 = ?2",
-                [&message.mailbox, &sha256],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if known.is_some() {
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for (message, mail) in messages.iter().zip(&parsed) {
+            outcomes.push(self.desk.ingest_one(&tx, message, mail, now)?);
+        }
+        if let Some(c) = cursor {
+            cursors::advance(&tx, c.mailbox, c.uidvalidity, c.last_uid, now)?;
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
+}
+
+impl Desk {
+    fn ingest_one(
+        &self,
+        tx: &Transaction<'_>,
+        message: &SourceMessage,
+        mail: &ParsedMail,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, StoreError> {
+        let sha256 = crate::sha256_hex(&message.raw);
+        if already_stored(tx, message, mail, &sha256)? {
             return Ok(Outcome::AlreadyStored);
         }
-        let sender = identity::identify(&tx, mail.from.as_deref())?;
-        let ticket = self.threader.find(&tx, &mail, &sender)?;
+        let sender = identity::identify(tx, mail.from.as_deref())?;
+        let ticket = self.threader.find(tx, mail, &sender)?;
         let effects = decide(Inbound {
             role: message.role,
-            mail: &mail,
+            mail,
             sender: &sender,
             ticket: ticket.as_ref(),
+            history: message.history,
+            oversize: message.oversize,
         });
         let incoming = Incoming {
             mailbox: &message.mailbox,
@@ -91,7 +144,7 @@ impl Pipeline {
             source_key: &message.key,
             raw: &message.raw,
             sha256: &sha256,
-            mail: &mail,
+            mail,
             sender: &sender,
         };
         let outgoing = Outgoing {
@@ -101,9 +154,8 @@ impl Pipeline {
             support_address: &self.support_address,
             default_language: &self.default_language,
         };
-        let applied = apply::apply(&tx, &incoming, &effects, &outgoing, now)?;
-        tx.commit()?;
-        tracing::info!(
+        let applied = apply::apply(tx, &incoming, &effects, &outgoing, now)?;
+        tracing::debug!(
             mailbox = %message.mailbox,
             key = %message.key,
             from = mail.from.as_deref().unwrap_or("-"),
@@ -115,5 +167,38 @@ impl Pipeline {
             ticket: applied.ticket,
             queued: applied.queued,
         })
+    }
+}
+
+/// The same bytes in the same mailbox are one message. Mail read as history (first sync,
+/// or a mailbox whose UIDVALIDITY changed) is also recognised by its Message-ID, since a
+/// rebuilt mailbox may hand out the same message with slightly different bytes.
+fn already_stored(
+    tx: &Transaction<'_>,
+    message: &SourceMessage,
+    mail: &ParsedMail,
+    sha256: &str,
+) -> Result<bool, StoreError> {
+    let mut by_hash = tx.prepare_cached(
+        "SELECT 1 FROM messages WHERE direction = 'in' AND mailbox = ?1 AND sha256 = ?2",
+    )?;
+    if by_hash
+        .query_row([&message.mailbox, sha256], |_| Ok(()))
+        .optional()?
+        .is_some()
+    {
+        return Ok(true);
+    }
+    match (&mail.message_id, message.history) {
+        (Some(id), true) => {
+            let mut by_id = tx.prepare_cached(
+                "SELECT 1 FROM messages WHERE direction = 'in' AND mailbox = ?1 AND message_id = ?2",
+            )?;
+            Ok(by_id
+                .query_row([&message.mailbox, id], |_| Ok(()))
+                .optional()?
+                .is_some())
+        }
+        _ => Ok(false),
     }
 }

@@ -164,12 +164,65 @@ pub struct Mailbox {
     pub user: Option<String>,
     pub password_file: Option<Spanned<PathBuf>>,
     pub password_env: Option<Spanned<String>>,
+    /// A CA certificate (PEM) trusted besides the system's roots.
+    pub ca_file: Option<Spanned<PathBuf>>,
+    /// Allows `security = "plain"` towards a host that is not loopback.
+    #[serde(default)]
+    pub allow_plaintext: bool,
     #[serde(default = "default_folder")]
     pub folder: String,
+    /// What is done to a message on the server once it is stored.
+    #[serde(default)]
+    pub after: AfterProcessing,
+    #[serde(default = "default_processed_folder")]
+    pub processed_folder: String,
+    #[serde(default)]
+    pub initial_sync: InitialSync,
+    /// Larger messages are recorded by their header only and flagged for staff.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: u64,
+    /// Messages fetched and committed together.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
 }
 
 fn default_folder() -> String {
     "INBOX".into()
+}
+
+fn default_processed_folder() -> String {
+    "Processed".into()
+}
+
+fn default_max_message_bytes() -> u64 {
+    25 * 1024 * 1024
+}
+
+fn default_batch_size() -> u32 {
+    100
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterProcessing {
+    /// Move to `processed_folder` (UID MOVE, or COPY + \Deleted + UID EXPUNGE).
+    #[default]
+    Move,
+    /// Leave in place, flagged \Seen.
+    Seen,
+}
+
+/// What to do with mail already in a mailbox the first time maildesk sees it.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitialSync {
+    /// Store it as history: tickets, but no automatic answer.
+    #[default]
+    ImportSilently,
+    /// Leave it alone; only mail arriving later is handled.
+    SkipExisting,
+    /// Handle it like new mail, answers included.
+    Process,
 }
 
 /// Where a password comes from: a secret never has to be written in the config itself.
@@ -210,6 +263,9 @@ pub struct Outgoing {
     pub user: Option<String>,
     pub password_file: Option<Spanned<PathBuf>>,
     pub password_env: Option<Spanned<String>>,
+    /// Allows `security = "plain"` towards a host that is not loopback.
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -304,6 +360,7 @@ impl Config {
         for mailbox in &mut self.mailboxes {
             paths.extend(mailbox.path.as_mut());
             paths.extend(mailbox.password_file.as_mut());
+            paths.extend(mailbox.ca_file.as_mut());
         }
         for path in paths {
             if path.get_ref().is_relative() {
@@ -330,14 +387,8 @@ impl Config {
         }
         v.dir_exists(&self.rules_dir, "rules_dir");
         v.dir_exists(&self.templates_dir, "templates_dir");
-        if let Some(file) = &self.accounts_file
-            && !file.get_ref().is_file()
-        {
-            v.error(
-                file,
-                format!("accounts_file {} does not exist", file.get_ref().display()),
-                "paths are relative to the config file's directory",
-            );
+        if let Some(file) = &self.accounts_file {
+            v.file_exists(file, "accounts_file");
         }
         for address in [&self.desk.support_address, &self.desk.abuse_address] {
             v.address(address);
@@ -391,8 +442,11 @@ impl Config {
                         );
                     }
                     v.password(&mailbox.name, mailbox.password());
+                    if let Some(ca) = &mailbox.ca_file {
+                        v.file_exists(ca, "ca_file");
+                    }
                     if let Some(host) = &mailbox.host {
-                        v.plain_only_to_loopback(host, mailbox.security);
+                        v.plain_only_to_loopback(host, mailbox.security, mailbox.allow_plaintext);
                     }
                 }
             }
@@ -426,7 +480,7 @@ impl Config {
                     if out.user.is_some() {
                         v.password(host, out.password());
                     }
-                    v.plain_only_to_loopback(host, out.security);
+                    v.plain_only_to_loopback(host, out.security, out.allow_plaintext);
                 }
             }
             TransportKind::File => {}
@@ -478,16 +532,31 @@ impl Validator<'_> {
         }
     }
 
+    fn file_exists(&mut self, file: &Spanned<PathBuf>, key: &str) {
+        if !file.get_ref().is_file() {
+            self.error(
+                file,
+                format!("{key} {} does not exist", file.get_ref().display()),
+                "paths are relative to the config file's directory",
+            );
+        }
+    }
+
     /// Plain text exposes the password and the mail: acceptable on this machine only.
-    fn plain_only_to_loopback(&mut self, host: &Spanned<String>, security: Option<Security>) {
-        if security == Some(Security::Plain) && !is_loopback(host.get_ref()) {
+    fn plain_only_to_loopback(
+        &mut self,
+        host: &Spanned<String>,
+        security: Option<Security>,
+        allowed: bool,
+    ) {
+        if security == Some(Security::Plain) && !allowed && !is_loopback(host.get_ref()) {
             self.error(
                 host,
                 format!(
                     "security = \"plain\" is allowed only towards loopback, not {}",
                     host.get_ref()
                 ),
-                "use security = \"starttls\" or \"tls\"",
+                "use security = \"starttls\" or \"tls\" (or set allow_plaintext = true if you must)",
             );
         }
     }
@@ -504,15 +573,7 @@ impl Validator<'_> {
 
     fn password<T>(&mut self, owner: &Spanned<T>, source: PasswordSource<'_>) {
         match (source.file, source.env) {
-            (Some(file), None) => {
-                if !file.get_ref().is_file() {
-                    self.error(
-                        file,
-                        format!("password_file {} does not exist", file.get_ref().display()),
-                        "paths are relative to the config file's directory",
-                    );
-                }
-            }
+            (Some(file), None) => self.file_exists(file, "password_file"),
             (None, Some(var)) => {
                 if std::env::var_os(var.get_ref()).is_none() {
                     self.error(

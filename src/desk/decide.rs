@@ -15,6 +15,10 @@ pub struct Inbound<'a> {
     pub sender: &'a Sender,
     /// The ticket this message continues, if threading found one the sender may join.
     pub ticket: Option<&'a TicketRef>,
+    /// Old mail found at the first sync: filed, never answered.
+    pub history: bool,
+    /// Too large to fetch: only its header is stored, and this is its size in bytes.
+    pub oversize: Option<u64>,
 }
 
 pub fn decide(inbound: Inbound<'_>) -> Vec<Effect> {
@@ -23,6 +27,8 @@ pub fn decide(inbound: Inbound<'_>) -> Vec<Effect> {
         mail,
         sender,
         ticket,
+        history,
+        oversize,
     } = inbound;
     let mut effects = Vec::new();
     match ticket {
@@ -31,7 +37,11 @@ pub fn decide(inbound: Inbound<'_>) -> Vec<Effect> {
                 number: ticket.number,
             });
             let closed = matches!(ticket.status.as_str(), "resolved" | "closed");
-            if closed && matches!(sender, Sender::Customer(_)) && mail.automated.is_none() {
+            if closed
+                && matches!(sender, Sender::Customer(_))
+                && mail.automated.is_none()
+                && !history
+            {
                 effects.push(Effect::Reopen);
             }
         }
@@ -49,28 +59,41 @@ pub fn decide(inbound: Inbound<'_>) -> Vec<Effect> {
             reason: format!("malformed message: {reason}"),
         });
     }
+    if let Some(size) = oversize {
+        effects.push(Effect::FlagForStaff {
+            reason: format!("message of {size} bytes is over the size limit: only its header is stored, the whole message stays on the mail server"),
+        });
+    }
     if role == Role::Abuse && ticket.is_none() {
         // Abuse reports are triaged by a person until the abuse policy is automated.
         effects.push(Effect::FlagForStaff {
             reason: "abuse report: needs triage".into(),
         });
     }
-    if let Some(reply) = acknowledgement(role, mail, sender, ticket.is_some()) {
+    if let Some(reply) = acknowledgement(&inbound) {
         effects.push(reply);
     }
     effects
 }
 
 /// The automatic answer to a message, or why there is none. `None`: nothing to record.
-fn acknowledgement(
-    role: Role,
-    mail: &ParsedMail,
-    sender: &Sender,
-    continues: bool,
-) -> Option<Effect> {
-    if continues {
+fn acknowledgement(inbound: &Inbound<'_>) -> Option<Effect> {
+    let Inbound {
+        role,
+        mail,
+        sender,
+        ticket,
+        history,
+        ..
+    } = *inbound;
+    if ticket.is_some() {
         // Only a new ticket is acknowledged; follow-ups are answered by people.
         return None;
+    }
+    if history {
+        return Some(Effect::SuppressReply {
+            reason: "imported as history at the mailbox's first sync".into(),
+        });
     }
     if let Some(automated) = &mail.automated {
         return Some(Effect::SuppressReply {
@@ -134,6 +157,8 @@ mod tests {
             mail,
             sender,
             ticket,
+            history: false,
+            oversize: None,
         }
     }
 
@@ -210,14 +235,45 @@ mod tests {
     }
 
     #[test]
+    fn history_is_filed_but_never_answered() {
+        let m = mail("ann@example.com");
+        let effects = decide(Inbound {
+            history: true,
+            ..inbound(&m, &customer(), None)
+        });
+        assert!(matches!(&effects[0], Effect::OpenTicket { .. }));
+        assert!(
+            matches!(&effects[1], Effect::SuppressReply { reason } if reason.contains("history"))
+        );
+        assert_eq!(effects.len(), 2);
+    }
+
+    #[test]
+    fn oversized_mail_is_flagged_and_still_acknowledged() {
+        let m = mail("ann@example.com");
+        let effects = decide(Inbound {
+            oversize: Some(30_000_000),
+            ..inbound(&m, &customer(), None)
+        });
+        assert!(
+            matches!(&effects[1], Effect::FlagForStaff { reason } if reason.contains("30000000 bytes"))
+        );
+        assert!(matches!(
+            &effects[2],
+            Effect::Send {
+                kind: MailKind::SupportAck,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn abuse_reports_are_flagged_for_triage() {
         let m = mail("reporter@isp.example");
         let sender = Sender::Unregistered("reporter@isp.example".into());
         let effects = decide(Inbound {
             role: Role::Abuse,
-            mail: &m,
-            sender: &sender,
-            ticket: None,
+            ..inbound(&m, &sender, None)
         });
         assert!(
             effects

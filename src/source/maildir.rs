@@ -35,6 +35,8 @@ impl Maildir {
             role: self.role,
             key: unique_name(file),
             raw: std::fs::read(file)?,
+            oversize: None,
+            history: false,
         })
     }
 

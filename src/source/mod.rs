@@ -1,6 +1,8 @@
 //! Where incoming mail comes from. A source hands out raw bytes and is told to acknowledge
 //! a message only after the message's transaction has committed.
 
+pub mod backoff;
+pub mod imap;
 pub mod maildir;
 
 use crate::config::Role;
@@ -13,5 +15,9 @@ pub struct SourceMessage {
     pub role: Role,
     /// Where the source keeps it: the Maildir unique name, or the IMAP UID.
     pub key: String,
+    /// Only the header when the message was too large; `oversize` then says how large.
     pub raw: Vec<u8>,
+    pub oversize: Option<u64>,
+    /// Found in the mailbox at the first sync: stored, never answered.
+    pub history: bool,
 }

@@ -11,11 +11,11 @@ use super::StoreError;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
-/// Upgrade steps: `(version reached, SQL)`, in order. Version 1 is the first release, so
-/// there is none yet; append here and update `schema.sql` together.
-const STEPS: &[(u32, &str)] = &[];
+/// Upgrade steps: `(version reached, SQL)`, in order. Add a step and update `schema.sql`
+/// together; the tests below check that both give the same schema.
+const STEPS: &[(u32, &str)] = &[(2, include_str!("migrations/0002_imap_first_sync.sql"))];
 
-pub const LATEST_VERSION: u32 = 1;
+pub const LATEST_VERSION: u32 = 2;
 
 pub(super) fn migrate(conn: &mut Connection, name: &str) -> Result<(), StoreError> {
     migrate_with(conn, name, SCHEMA, LATEST_VERSION, STEPS)
@@ -100,6 +100,65 @@ mod tests {
         assert_eq!(tables(&conn), vec!["a", "b"]);
         conn.execute("INSERT INTO b (y, z) VALUES (1, 2)", [])
             .unwrap();
+    }
+
+    /// Every table's columns and every index, to compare two databases' schemas.
+    fn shape(conn: &Connection) -> Vec<String> {
+        let mut out = Vec::new();
+        for table in tables(conn) {
+            let mut stmt = conn
+                .prepare(&format!("PRAGMA table_info({table})"))
+                .unwrap();
+            let columns = stmt
+                .query_map([], |r| {
+                    Ok(format!(
+                        "{table}.{} {} notnull={} default={:?} pk={}",
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, i64>(5)?
+                    ))
+                })
+                .unwrap();
+            out.extend(columns.map(Result::unwrap));
+        }
+        let mut stmt = conn
+            .prepare("SELECT name || ' ON ' || tbl_name FROM sqlite_master WHERE type = 'index' ORDER BY name")
+            .unwrap();
+        out.extend(
+            stmt.query_map([], |r| r.get::<_, String>(0))
+                .unwrap()
+                .map(Result::unwrap),
+        );
+        out
+    }
+
+    #[test]
+    fn a_version_1_database_upgrades_to_the_current_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut old = Connection::open(dir.path().join("old.db")).unwrap();
+        old.execute_batch(include_str!("migrations/0001_initial.sql"))
+            .unwrap();
+        old.pragma_update(None, "user_version", 1).unwrap();
+        old.execute(
+            "INSERT INTO mailbox_cursors (mailbox, uidvalidity, last_uid, updated_at) VALUES ('support', 7, 42, 'x')",
+            [],
+        )
+        .unwrap();
+        migrate(&mut old, "old.db").unwrap();
+        assert_eq!(version(&old), LATEST_VERSION);
+        let mut new = Connection::open_in_memory().unwrap();
+        migrate(&mut new, "new").unwrap();
+        assert_eq!(shape(&old), shape(&new));
+        let kept: (i64, i64, i64) = old
+            .query_row(
+                "SELECT last_uid, first_uid, history_below FROM mailbox_cursors",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(kept, (42, 1, 0), "existing cursors keep their place");
     }
 
     #[test]

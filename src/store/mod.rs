@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod apply;
+pub mod cursors;
 mod migrations;
 pub mod outbox;
 pub mod staff;
