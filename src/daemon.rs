@@ -38,6 +38,9 @@ pub enum DaemonError {
     Tag(#[from] regex::Error),
     #[error("internal error: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// More than one source failed; each is reported.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\nerror: "))]
+    Several(Vec<DaemonError>),
     #[error("cannot listen for signals: {0}")]
     Signal(std::io::Error),
 }
@@ -132,12 +135,12 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
     tracing::info!(mailboxes = config.mailboxes.len(), once, "maildesk started");
 
     let mut totals = RunTotals::default();
-    let mut failure = None;
+    let mut failures = Vec::new();
     if once {
         while let Some(result) = sources.join_next().await {
             match result? {
                 Ok(t) => totals.add(t),
-                Err(e) => failure = Some(e),
+                Err(e) => failures.push(e),
             }
         }
         totals.add(deliver(&mut outbox_store, &transport).await?);
@@ -153,14 +156,15 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
         while let Some(result) = sources.join_next().await {
             match result? {
                 Ok(t) => totals.add(t),
-                Err(e) => failure = Some(e),
+                Err(e) => failures.push(e),
             }
         }
     }
     tracing::info!(?totals, "maildesk stopped");
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(totals),
+    match failures.len() {
+        0 => Ok(totals),
+        1 => Err(failures.remove(0)),
+        _ => Err(DaemonError::Several(failures)),
     }
 }
 

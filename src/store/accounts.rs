@@ -79,12 +79,18 @@ impl From<rusqlite::Error> for ImportError {
 
 pub fn find_by_email(conn: &Connection, email: &str) -> Result<Option<Account>, StoreError> {
     let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ?1");
-    Ok(conn.query_row(&sql, [email], account_from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([email], account_from_row)
+        .optional()?)
 }
 
 pub fn find_by_id(conn: &Connection, id: i64) -> Result<Option<Account>, StoreError> {
     let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1");
-    Ok(conn.query_row(&sql, [id], account_from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], account_from_row)
+        .optional()?)
 }
 
 fn resources_of(conn: &Connection, account_id: i64) -> Result<BTreeSet<Resource>, StoreError> {

@@ -50,7 +50,7 @@ pub fn apply(
 ) -> Result<Applied, StoreError> {
     let at = timestamp(now);
     let mail = incoming.mail;
-    tx.execute(
+    exec(tx,
         "INSERT INTO messages (direction, mailbox, source_key, message_id, sha256, size, raw, from_addr, subject,
                                automated, malformed, received_at)
          VALUES ('in', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -75,7 +75,8 @@ pub fn apply(
                  actor: &str,
                  detail: &str|
      -> Result<(), StoreError> {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO events (at, ticket, message, kind, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![at, ticket, message, kind, actor, detail],
         )?;
@@ -87,7 +88,7 @@ pub fn apply(
         match effect {
             Effect::OpenTicket { subject, priority } => {
                 let sender = incoming.sender;
-                tx.execute(
+                exec(tx,
                     "INSERT INTO tickets (account_id, requester, mailbox_role, subject, priority, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
                     params![
@@ -101,7 +102,8 @@ pub fn apply(
                 )?;
                 let number = tx.last_insert_rowid();
                 ticket = Some(number);
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE messages SET ticket = ?1 WHERE id = ?2",
                     params![number, message],
                 )?;
@@ -114,18 +116,21 @@ pub fn apply(
             }
             Effect::JoinTicket { number } => {
                 ticket = Some(*number);
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE messages SET ticket = ?1 WHERE id = ?2",
                     params![number, message],
                 )?;
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE tickets SET updated_at = ?1 WHERE number = ?2",
                     params![at, number],
                 )?;
                 event(ticket, "message.added", &actor, "")?;
             }
             Effect::Reopen => {
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE tickets SET status = 'open', updated_at = ?1 WHERE number = ?2",
                     params![at, ticket],
                 )?;
@@ -141,7 +146,7 @@ pub fn apply(
             Effect::Send { kind, to } => {
                 match write_mail(tx, incoming, *kind, to, ticket, outgoing, now)? {
                     Ok(composed) => {
-                        tx.execute(
+                        exec(tx,
                         "INSERT INTO messages (direction, mailbox, message_id, sha256, size, raw, from_addr, subject, ticket, received_at)
                          VALUES ('out', 'outbox', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                         params![
@@ -156,10 +161,11 @@ pub fn apply(
                         ],
                     )?;
                         let out = tx.last_insert_rowid();
-                        tx.execute(
-                        "INSERT INTO outbox (message, envelope_from, recipient, next_attempt_at) VALUES (?1, ?2, ?3, ?4)",
-                        params![out, composed.from, composed.to, at],
-                    )?;
+                        exec(
+                            tx,
+                            "INSERT INTO outbox (message, envelope_from, recipient, next_attempt_at) VALUES (?1, ?2, ?3, ?4)",
+                            params![out, composed.from, composed.to, at],
+                        )?;
                         queued += 1;
                         event(
                             ticket,
@@ -184,13 +190,23 @@ pub fn apply(
     })
 }
 
+/// Runs a statement through the connection's cache of prepared statements: the same few
+/// statements run for every message, and parsing SQL was a visible share of ingestion.
+fn exec(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<usize, StoreError> {
+    Ok(tx.prepare_cached(sql)?.execute(params)?)
+}
+
 fn flag(
     tx: &Transaction<'_>,
     ticket: Option<i64>,
     reason: &str,
     at: &str,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    exec(tx,
         "UPDATE tickets SET needs_staff = 1, updated_at = ?3,
                 flag_reason = CASE WHEN flag_reason IS NULL THEN ?1 ELSE flag_reason || '; ' || ?1 END
           WHERE number = ?2",
@@ -217,11 +233,9 @@ fn write_mail(
                 return Ok(Err(format!("account {account_id} no longer exists")));
             };
             let subject: String = match ticket {
-                Some(n) => {
-                    tx.query_row("SELECT subject FROM tickets WHERE number = ?1", [n], |r| {
-                        r.get(0)
-                    })?
-                }
+                Some(n) => tx
+                    .prepare_cached("SELECT subject FROM tickets WHERE number = ?1")?
+                    .query_row([n], |r| r.get(0))?,
                 None => incoming.mail.subject.clone(),
             };
             let ctx = context! {

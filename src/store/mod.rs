@@ -49,6 +49,8 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Every statement of the ingestion path stays prepared.
+        conn.set_prepared_statement_cache_capacity(64);
         migrations::migrate(&mut conn, &path.display().to_string())?;
         Ok(Store { conn })
     }

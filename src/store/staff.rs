@@ -9,9 +9,8 @@ use crate::mail::normalize_address;
 
 pub fn is_staff(conn: &Connection, address: &str) -> Result<bool, StoreError> {
     let found: Option<i64> = conn
-        .query_row("SELECT id FROM staff WHERE email = ?1", [address], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT id FROM staff WHERE email = ?1")?
+        .query_row([address], |r| r.get(0))
         .optional()?;
     Ok(found.is_some())
 }

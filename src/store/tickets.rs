@@ -18,18 +18,17 @@ pub struct TicketRef {
 
 pub fn ticket_ref(conn: &Connection, number: i64) -> Result<Option<TicketRef>, StoreError> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT number, account_id, requester, status FROM tickets WHERE number = ?1",
-            [number],
-            |r| {
-                Ok(TicketRef {
-                    number: r.get(0)?,
-                    account_id: r.get(1)?,
-                    requester: r.get(2)?,
-                    status: r.get(3)?,
-                })
-            },
-        )
+        )?
+        .query_row([number], |r| {
+            Ok(TicketRef {
+                number: r.get(0)?,
+                account_id: r.get(1)?,
+                requester: r.get(2)?,
+                status: r.get(3)?,
+            })
+        })
         .optional()?)
 }
 

@@ -8,6 +8,8 @@ use std::process::{Command, Output};
 
 use rusqlite::Connection;
 
+pub mod dovecot;
+pub mod mailgen;
 pub mod smtp;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
