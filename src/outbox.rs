@@ -116,18 +116,26 @@ pub async fn deliver_due(
     now: DateTime<Utc>,
 ) -> Result<Delivery, StoreError> {
     let mut delivery = Delivery::default();
-    for mail in store.due_mail(now)? {
-        match transport.send(&mail).await {
-            Ok(()) => {
-                store.mark_sent(&mail, Utc::now())?;
-                delivery.sent += 1;
-                tracing::info!(outbox = mail.id, to = %mail.recipient, "sent mail");
-            }
-            Err(error) => {
-                let retry_at = Utc::now() + retry_delay(mail.attempts);
-                store.mark_retry(&mail, &error, retry_at)?;
-                delivery.deferred += 1;
-                tracing::warn!(outbox = mail.id, to = %mail.recipient, %error, %retry_at, "delivery failed, will retry");
+    // A page at a time: memory stays small however long the queue. Every mail leaves the
+    // due set when tried (sent, or retried later), so the loop ends.
+    loop {
+        let page = store.due_mail(now, 100)?;
+        if page.is_empty() {
+            break;
+        }
+        for mail in page {
+            match transport.send(&mail).await {
+                Ok(()) => {
+                    store.mark_sent(&mail, Utc::now())?;
+                    delivery.sent += 1;
+                    tracing::info!(outbox = mail.id, to = %mail.recipient, "sent mail");
+                }
+                Err(error) => {
+                    let retry_at = Utc::now() + retry_delay(mail.attempts);
+                    store.mark_retry(&mail, &error, retry_at)?;
+                    delivery.deferred += 1;
+                    tracing::warn!(outbox = mail.id, to = %mail.recipient, %error, %retry_at, "delivery failed, will retry");
+                }
             }
         }
     }

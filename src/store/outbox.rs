@@ -16,15 +16,19 @@ pub struct PendingMail {
 }
 
 impl Store {
-    /// Mails due for a (first or further) delivery attempt, oldest first.
-    pub fn due_mail(&self, now: DateTime<Utc>) -> Result<Vec<PendingMail>, StoreError> {
-        let mut stmt = self.conn.prepare(
+    /// Up to `limit` mails due for a (first or further) delivery attempt, oldest first.
+    pub fn due_mail(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<PendingMail>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
             "SELECT o.id, m.ticket, o.envelope_from, o.recipient, o.attempts, m.raw
                FROM outbox o JOIN messages m ON m.id = o.message
               WHERE o.status = 'pending' AND o.next_attempt_at <= ?1
-              ORDER BY o.id",
+              ORDER BY o.id LIMIT ?2",
         )?;
-        let rows = stmt.query_map([timestamp(now)], |r| {
+        let rows = stmt.query_map(rusqlite::params![timestamp(now), limit as i64], |r| {
             Ok(PendingMail {
                 id: r.get(0)?,
                 ticket: r.get(1)?,

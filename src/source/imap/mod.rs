@@ -251,7 +251,7 @@ async fn establish_cursor(
 }
 
 /// Acknowledges what was committed but not acknowledged, then stores and acknowledges
-/// every new message, batch by batch.
+/// every new message, batch by batch. While one batch commits, the next is fetched.
 async fn catch_up(
     session: &mut Session,
     mailbox: &ImapMailbox,
@@ -277,54 +277,39 @@ async fn catch_up(
             tracing::info!(mailbox = %mailbox.name, count = leftover.len(), "acknowledged messages committed before a restart");
         }
     }
-    let last = cursor.last_uid;
-    let first = cursor.first_uid;
-    let new = search(session, &format!("UID {}:*", last + 1), |uid| {
-        uid > last && uid >= first
-    })
-    .await?;
+    let new = list_new(session, cursor).await?;
     if new.is_empty() {
         return Ok(());
     }
     let started = Instant::now();
     let mut reported = Instant::now();
     let mut done = 0;
+    let mut committing: Option<Batch> = None;
     for chunk in new.chunks(mailbox.batch_size) {
-        let fetched = fetch(session, mailbox, chunk, cursor).await?;
-        let uids: Vec<u32> = fetched.iter().map(|(uid, _)| *uid).collect();
-        let messages: Vec<SourceMessage> = fetched.into_iter().map(|(_, m)| m).collect();
-        let last_uid = chunk.iter().copied().max().unwrap_or(cursor.last_uid);
-        let (name, uidvalidity) = (mailbox.name.clone(), cursor.uidvalidity);
-        let outcomes = blocking(pipeline, move |p| {
-            let advance = CursorAdvance {
-                mailbox: &name,
-                uidvalidity,
-                last_uid,
-            };
-            Ok(p.ingest_batch(&messages, Some(advance), Utc::now())?)
-        })
-        .await?;
-        cursor.last_uid = last_uid;
-        let mut queued = 0;
-        for outcome in &outcomes {
-            match outcome {
-                Outcome::Stored { queued: q, .. } => {
-                    totals.stored += 1;
-                    queued += q;
+        let fetched = match fetch(session, mailbox, chunk, cursor).await {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                // The batch in flight still commits; wait for it so that no write outlives
+                // the session. Its messages are acknowledged by the next session.
+                if let Some(batch) = committing.take() {
+                    let _ = batch.outcomes.await;
                 }
-                Outcome::AlreadyStored => totals.already_stored += 1,
+                return Err(error);
             }
+        };
+        if let Some(batch) = committing.take() {
+            finish(batch, session, mailbox, server, cursor, watch, totals).await?;
         }
-        if queued > 0 {
-            watch.outbox.notify_one();
-        }
-        if !uids.is_empty() {
-            acknowledge(session, mailbox, server, &uids).await?;
-        }
+        let last_uid = chunk.last().map_or(cursor.last_uid, |(uid, _)| *uid);
+        committing = Some(commit(
+            pipeline,
+            mailbox,
+            cursor.uidvalidity,
+            last_uid,
+            fetched,
+        ));
         done += chunk.len();
-        if reported.elapsed() >= PROGRESS_EVERY
-            || (done == new.len() && new.len() > mailbox.batch_size)
-        {
+        if reported.elapsed() >= PROGRESS_EVERY {
             let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
             tracing::info!(mailbox = %mailbox.name, done, total = new.len(), rate = format!("{rate:.0}/s"), "syncing");
             reported = Instant::now();
@@ -333,11 +318,86 @@ async fn catch_up(
             break;
         }
     }
+    if let Some(batch) = committing.take() {
+        finish(batch, session, mailbox, server, cursor, watch, totals).await?;
+    }
+    if new.len() > mailbox.batch_size {
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+        tracing::info!(mailbox = %mailbox.name, done, rate = format!("{rate:.0}/s"), "caught up");
+    }
     Ok(())
 }
 
-/// UIDs matching `query` and `keep`, ascending. (`UID n:*` always matches the highest
-/// UID, even below `n`: `keep` drops such.)
+/// A batch whose transaction is running on the blocking pool.
+struct Batch {
+    uids: Vec<u32>,
+    last_uid: u32,
+    outcomes: tokio::task::JoinHandle<Result<Vec<Outcome>, ImapError>>,
+}
+
+fn commit(
+    pipeline: &SharedPipeline,
+    mailbox: &ImapMailbox,
+    uidvalidity: u32,
+    last_uid: u32,
+    fetched: Vec<(u32, SourceMessage)>,
+) -> Batch {
+    let (uids, messages): (Vec<u32>, Vec<SourceMessage>) = fetched.into_iter().unzip();
+    let name = mailbox.name.clone();
+    let pipeline = Arc::clone(pipeline);
+    let outcomes = tokio::spawn(async move {
+        blocking(&pipeline, move |p| {
+            let advance = CursorAdvance {
+                mailbox: &name,
+                uidvalidity,
+                last_uid,
+            };
+            Ok(p.ingest_batch(&messages, Some(advance), Utc::now())?)
+        })
+        .await
+    });
+    Batch {
+        uids,
+        last_uid,
+        outcomes,
+    }
+}
+
+/// Waits for a batch's commit, then acknowledges its messages on the server.
+async fn finish(
+    batch: Batch,
+    session: &mut Session,
+    mailbox: &ImapMailbox,
+    server: &Server,
+    cursor: &mut Cursor,
+    watch: &Watch,
+    totals: &mut Totals,
+) -> Result<(), ImapError> {
+    let outcomes = batch
+        .outcomes
+        .await
+        .map_err(|e| ImapError::Internal(e.to_string()))??;
+    cursor.last_uid = batch.last_uid;
+    let mut queued = 0;
+    for outcome in &outcomes {
+        match outcome {
+            Outcome::Stored { queued: q, .. } => {
+                totals.stored += 1;
+                queued += q;
+            }
+            Outcome::AlreadyStored => totals.already_stored += 1,
+        }
+    }
+    if queued > 0 {
+        watch.outbox.notify_one();
+    }
+    if !batch.uids.is_empty() {
+        acknowledge(session, mailbox, server, &batch.uids).await?;
+    }
+    Ok(())
+}
+
+/// UIDs matching `query` and `keep`, ascending.
 async fn search(
     session: &mut Session,
     query: &str,
@@ -350,32 +410,33 @@ async fn search(
     Ok(uids)
 }
 
-/// The messages of `uids`, oldest first: whole when within the size limit, else the
-/// header only. A UID gone meanwhile (expunged by someone else) is skipped.
+/// Every message above the cursor with its size, ascending, in one round trip.
+/// (`UID n:*` always includes the highest UID, even below `n`: such is dropped.)
+async fn list_new(session: &mut Session, cursor: &Cursor) -> Result<Vec<(u32, u64)>, ImapError> {
+    let set = format!("{}:*", cursor.last_uid + 1);
+    let mut new = fetch_map(session, &set, "(UID RFC822.SIZE)", |f| {
+        let (uid, size) = (f.uid?, u64::from(f.size?));
+        (uid > cursor.last_uid && uid >= cursor.first_uid).then_some((uid, size))
+    })
+    .await?;
+    new.sort_unstable();
+    Ok(new)
+}
+
+/// The messages of `listed` (UID, size), oldest first: whole when within the size limit,
+/// else the header only. A UID gone meanwhile (expunged by someone else) is skipped.
 async fn fetch(
     session: &mut Session,
     mailbox: &ImapMailbox,
-    uids: &[u32],
+    listed: &[(u32, u64)],
     cursor: &Cursor,
 ) -> Result<Vec<(u32, SourceMessage)>, ImapError> {
-    let sizes: HashMap<u32, u64> = fetch_items(session, uids, "(UID RFC822.SIZE)")
-        .await?
+    let sizes: HashMap<u32, u64> = listed.iter().copied().collect();
+    let (whole, large): (Vec<u32>, Vec<u32>) = listed
         .iter()
-        .filter_map(|f| Some((f.uid?, u64::from(f.size?))))
-        .collect();
-    let (whole, large): (Vec<u32>, Vec<u32>) = uids
-        .iter()
-        .filter(|uid| sizes.contains_key(uid))
+        .map(|(uid, _)| *uid)
         .partition(|uid| sizes[uid] <= mailbox.max_message_bytes);
-    let mut out = Vec::with_capacity(sizes.len());
-    let message = |uid: u32, raw: &[u8], oversize| SourceMessage {
-        mailbox: mailbox.name.clone(),
-        role: mailbox.role,
-        key: format!("{}/{uid}", cursor.uidvalidity),
-        raw: raw.to_vec(),
-        oversize,
-        history: uid < cursor.history_below,
-    };
+    let mut out = Vec::with_capacity(listed.len());
     for (set, items, oversize) in [
         (&whole, "(UID BODY.PEEK[])", false),
         (&large, "(UID BODY.PEEK[HEADER])", true),
@@ -383,38 +444,53 @@ async fn fetch(
         if set.is_empty() {
             continue;
         }
-        for f in fetch_items(session, set, items).await? {
-            let Some(uid) = f.uid else { continue };
+        let parts = fetch_map(session, &uid_set(set), items, |f| {
+            let uid = f.uid.filter(|uid| sizes.contains_key(uid))?;
             let part = if oversize { f.header() } else { f.body() };
-            let raw = part.ok_or_else(|| {
+            Some((uid, part.map(<[u8]>::to_vec)))
+        })
+        .await?;
+        for (uid, raw) in parts {
+            let raw = raw.ok_or_else(|| {
                 ImapError::Protocol(format!("UID {uid}: the server sent no content"))
             })?;
             if oversize {
                 tracing::warn!(mailbox = %mailbox.name, uid, size = sizes[&uid], limit = mailbox.max_message_bytes, "message over the size limit: storing its header only");
             }
-            out.push((uid, message(uid, raw, oversize.then(|| sizes[&uid]))));
+            let message = SourceMessage {
+                mailbox: mailbox.name.clone(),
+                role: mailbox.role,
+                key: format!("{}/{uid}", cursor.uidvalidity),
+                raw,
+                oversize: oversize.then(|| sizes[&uid]),
+                history: uid < cursor.history_below,
+            };
+            out.push((uid, message));
         }
     }
     out.sort_by_key(|(uid, _)| *uid);
     Ok(out)
 }
 
-async fn fetch_items(
+/// `UID FETCH`, each response turned into plain data as it arrives: a `Fetch` keeps the
+/// read buffer it came in alive, so holding thousands of them would hold megabytes.
+async fn fetch_map<T>(
     session: &mut Session,
-    uids: &[u32],
+    set: &str,
     items: &str,
-) -> Result<Vec<async_imap::types::Fetch>, ImapError> {
-    let set = uid_set(uids);
-    let fetched = timed("fetching", async {
-        session
-            .uid_fetch(&set, items)
-            .await?
-            .try_collect::<Vec<_>>()
-            .await
+    mut keep: impl FnMut(&async_imap::types::Fetch) -> Option<T>,
+) -> Result<Vec<T>, ImapError> {
+    let mut out = Vec::new();
+    timed("fetching", async {
+        let mut responses = session.uid_fetch(set, items).await?;
+        while let Some(fetch) = responses.try_next().await? {
+            out.extend(keep(&fetch));
+        }
+        Ok(())
     })
     .await?;
     drain(session);
-    Ok(fetched)
+    Ok(out)
 }
 
 /// Moves or flags stored messages, as configured.
