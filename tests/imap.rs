@@ -188,6 +188,26 @@ fn appended_mail_becomes_tickets_and_is_moved_to_processed() {
     );
 }
 
+/// The processed folder is found by its exact name, spaces and all, on every run.
+#[test]
+fn a_processed_folder_with_a_space_is_created_once_and_reused() {
+    let desk = Desk::empty();
+    let dovecot = Dovecot::start(desk.dir.path());
+    use_imap(
+        &desk,
+        &dovecot,
+        "initial_sync = \"process\"\nprocessed_folder = \"Done Mail\"",
+    );
+    let mails = demo_mails();
+    dovecot.append_many(SUPPORT, "INBOX", &mails[..2]);
+    desk.ok(&["run", "--once"]);
+    dovecot.append(SUPPORT, "INBOX", &mails[2]);
+    let summary = desk.ok(&["run", "--once"]);
+    assert!(summary.contains("stored 1 message(s)"), "{summary}");
+    assert_eq!(dovecot.count(SUPPORT, "Done Mail"), 3);
+    assert_eq!(dovecot.count(SUPPORT, "INBOX"), 0);
+}
+
 #[test]
 fn seen_mode_leaves_mail_in_place_flagged() {
     let desk = Desk::empty();

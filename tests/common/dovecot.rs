@@ -11,6 +11,10 @@
 //! The IMAP helpers (`append`, `uids`, …) open one plain connection per call, run on a
 //! current-thread tokio runtime of their own (on a separate thread when called from inside a
 //! runtime), and never SELECT: they EXAMINE, so `\Recent` stays for the client under test.
+//!
+//! [`Dovecot::start_with`] gives variants ([`Options`]): TLS (implicit TLS on a third port and
+//! STARTTLS on the plain one, with a certificate for `localhost` from a test CA of its own),
+//! a server that hides IDLE or MOVE, and a log of every IMAP command clients ran.
 
 use std::fmt::Display;
 use std::fs::OpenOptions;
@@ -42,13 +46,43 @@ pub const PASSWORD: &str = "secret";
 const DEADLINE: Duration = Duration::from_secs(20);
 /// How many lines of dovecot.log a failure shows.
 const LOG_TAIL: usize = 40;
+/// What Dovecot 2.3.19 advertises after login by default (asked with CAPABILITY; it appends
+/// `LITERAL+` and `NOTIFY` itself only when `imap_capability` is not set). Hiding a
+/// capability sets `imap_capability` to this list without it.
+const CAPABILITIES: &str = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY \
+    THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT \
+    CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT \
+    SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW \
+    STATUS=SIZE SAVEDATE LITERAL+ NOTIFY";
+/// What the command log's lines say before the command (`log_debug` of
+/// `imap_command_finished`).
+const COMMAND_FINISHED: &str = ": Debug: Command finished: ";
 
 type Session = async_imap::Session<tokio::net::TcpStream>;
+
+/// How [`Dovecot::start_with`] varies the server; the default is what [`Dovecot::start`] runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// `ssl = yes` with a certificate for `localhost` and `127.0.0.1` signed by a test CA
+    /// ([`Dovecot::ca_file`]): implicit TLS on [`Dovecot::imaps_port`], STARTTLS offered on
+    /// `imap_port`. Plaintext logins stay allowed there, so the helpers keep working.
+    pub tls: bool,
+    /// The server does not advertise IDLE (it still accepts the command).
+    pub without_idle: bool,
+    /// The server does not advertise MOVE (it still accepts the command).
+    pub without_move: bool,
+    /// dovecot.log gets a line for every IMAP command a logged-in client ran (without
+    /// literals; LOGIN runs before and is not logged): see [`Dovecot::commands`].
+    pub log_commands: bool,
+}
 
 #[derive(Debug)]
 pub struct Dovecot {
     pub imap_port: u16,
     pub lmtp_port: u16,
+    /// Implicit TLS, with `options.tls`.
+    imaps_port: Option<u16>,
+    options: Options,
     /// `<dir>/dovecot-<imap port>`: config, users, password file, log, run/, state/, mail/.
     root: PathBuf,
     /// The master process (`dovecot -F`), while running.
@@ -57,26 +91,37 @@ pub struct Dovecot {
 
 impl Dovecot {
     /// Starts a Dovecot on 127.0.0.1 with free ports, everything under `dir` (a test's temp
-    /// dir; created if missing) in `dir/dovecot-<imap port>/`, and returns once both ports
+    /// dir; created if missing) in `dir/dovecot-<imap port>/`, and returns once all its ports
     /// accept connections (about 25 ms). Panics with a hint to run scripts/test if Dovecot's
     /// IMAP or LMTP server is not installed.
     pub fn start(dir: &Path) -> Dovecot {
+        Dovecot::start_with(dir, Options::default())
+    }
+
+    /// [`Dovecot::start`] with the variations `options` asks for. With `without_idle` or
+    /// `without_move`, panics unless CAPABILITY after login shows the capability hidden.
+    pub fn start_with(dir: &Path, options: Options) -> Dovecot {
         if !Path::new(DOVECOT).exists() || SERVICES.iter().any(|s| !Path::new(s).exists()) {
             panic!("{NOT_INSTALLED}");
         }
         // A free port can be taken by someone else before Dovecot binds it: try other ports then.
         let mut attempt = 1;
         loop {
-            let (imap_port, lmtp_port) = free_ports();
+            let [imap_port, lmtp_port, imaps_port] = free_ports();
             let mut dovecot = Dovecot {
                 imap_port,
                 lmtp_port,
+                imaps_port: options.tls.then_some(imaps_port),
+                options,
                 root: dir.join(format!("dovecot-{imap_port}")),
                 master: None,
             };
             dovecot.write_config(dir);
             match dovecot.launch() {
-                Ok(()) => return dovecot,
+                Ok(()) => {
+                    dovecot.check_hidden_capabilities();
+                    return dovecot;
+                }
                 Err(e) if attempt < 3 && dovecot.port_was_taken() => {
                     eprintln!("dovecot: {e}; trying other ports");
                     attempt += 1;
@@ -87,7 +132,7 @@ impl Dovecot {
     }
 
     /// Stops Dovecot by its master PID (never by process name), disconnecting every IMAP and
-    /// LMTP client with it, and waits until both ports are closed. Does nothing if it is not
+    /// LMTP client with it, and waits until its ports are closed. Does nothing if it is not
     /// running. Takes about 1.1 s: Dovecot's master waits 1 s for its children before it exits.
     pub fn stop(&mut self) {
         if let Err(e) = self.try_stop() {
@@ -101,6 +146,54 @@ impl Dovecot {
         if let Err(e) = self.launch() {
             self.fail(&e);
         }
+    }
+
+    /// The implicit-TLS (IMAPS) port, with `options.tls`.
+    pub fn imaps_port(&self) -> Option<u16> {
+        self.imaps_port
+    }
+
+    /// The test CA's certificate (PEM), which signed the server's, with `options.tls`. No
+    /// system trusts it.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.options.tls.then(|| self.root.join("ca.pem"))
+    }
+
+    /// What the server advertises to `user` after login (CAPABILITY), sorted.
+    pub fn capabilities(&self, user: &str) -> Vec<String> {
+        let port = self.imap_port;
+        self.imap(&format!("CAPABILITY for {user}"), async move {
+            let mut session = login(port, user).await?;
+            let capabilities = session.capabilities().await.context("CAPABILITY")?;
+            logout(session).await;
+            let mut names: Vec<String> = capabilities
+                .iter()
+                .map(|c| match c {
+                    async_imap::types::Capability::Imap4rev1 => "IMAP4rev1".to_string(),
+                    async_imap::types::Capability::Auth(mechanism) => format!("AUTH={mechanism}"),
+                    async_imap::types::Capability::Atom(atom) => atom.to_string(),
+                })
+                .collect();
+            names.sort();
+            Ok(names)
+        })
+    }
+
+    /// Every IMAP command `user`'s sessions ran, oldest first, as dovecot.log has them (e.g.
+    /// `UID STORE 1:7 +FLAGS.SILENT (\Deleted)`). Needs `options.log_commands`. Includes
+    /// what the helpers here ran (LIST, EXAMINE, APPEND, UID FETCH, CAPABILITY, …).
+    pub fn commands(&self, user: &str) -> Vec<String> {
+        assert!(
+            self.options.log_commands,
+            "Dovecot::commands needs Options {{ log_commands: true, .. }}"
+        );
+        let prefix = format!("imap({user})<");
+        self.log()
+            .lines()
+            .filter(|line| line.contains(&prefix))
+            .filter_map(|line| line.split_once(COMMAND_FINISHED))
+            .map(|(_, command)| command.trim_end().to_string())
+            .collect()
     }
 
     /// A file containing "secret\n" (mode 0600), for the client's password setting.
@@ -298,9 +391,16 @@ impl Dovecot {
         );
 
         let (imap_port, lmtp_port) = (self.imap_port, self.lmtp_port);
+        let imaps_port = self.imaps_port.unwrap_or(0);
         let r = root.display();
+        let ssl = if self.options.tls {
+            make_certificates(root);
+            format!("ssl = yes\nssl_cert = <{r}/server.pem\nssl_key = <{r}/server.key")
+        } else {
+            "ssl = no".to_string()
+        };
         let mut conf = format!(
-            "# Throw-away Dovecot 2.3 for tests: loopback only, plaintext auth, no TLS.
+            "# Throw-away Dovecot 2.3 for tests: loopback only, plaintext auth allowed.
 protocols = imap lmtp
 listen = 127.0.0.1
 base_dir = {r}/run
@@ -308,7 +408,7 @@ state_dir = {r}/state
 instance_name = maildesk-test-{imap_port}
 log_path = {r}/dovecot.log
 auth_verbose = yes
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:~/Maildir
@@ -326,7 +426,7 @@ service imap-login {{
     port = {imap_port}
   }}
   inet_listener imaps {{
-    port = 0
+    port = {imaps_port}
   }}
 }}
 service lmtp {{
@@ -358,10 +458,57 @@ service imap-login {{
 "
             ));
         }
+        let hidden: Vec<&str> = [
+            (self.options.without_idle, "IDLE"),
+            (self.options.without_move, "MOVE"),
+        ]
+        .into_iter()
+        .filter_map(|(hide, name)| hide.then_some(name))
+        .collect();
+        if !hidden.is_empty() {
+            let shown: Vec<&str> = CAPABILITIES
+                .split_whitespace()
+                .filter(|c| !hidden.contains(c))
+                .collect();
+            // Also what imap-login shows before login (plus STARTTLS and AUTH=).
+            conf.push_str(&format!("imap_capability = {}\n", shown.join(" ")));
+        }
+        if self.options.log_commands {
+            conf.push_str("log_debug = event=imap_command_finished\n");
+        }
         write(&self.config(), conf.as_bytes(), 0o644);
     }
 
-    /// Runs `dovecot -F` (so the child's PID is the master PID) and waits until both ports
+    /// Panics unless the capabilities `options` hides are missing after login, while the
+    /// rest of the list (UIDPLUS, say) is still there.
+    fn check_hidden_capabilities(&self) {
+        if !self.options.without_idle && !self.options.without_move {
+            return;
+        }
+        let advertised = self.capabilities(USERS[0]);
+        let has = |name: &str| advertised.iter().any(|c| c.eq_ignore_ascii_case(name));
+        let wrong = (self.options.without_idle && has("IDLE"))
+            || (self.options.without_move && has("MOVE"))
+            || !has("UIDPLUS")
+            || (!self.options.without_idle && !has("IDLE"))
+            || (!self.options.without_move && !has("MOVE"));
+        if wrong {
+            self.fail(&format!(
+                "imap_capability did not give what {:?} asks for: CAPABILITY says {advertised:?}",
+                self.options
+            ));
+        }
+    }
+
+    /// The ports this instance listens on.
+    fn ports(&self) -> Vec<u16> {
+        [Some(self.imap_port), Some(self.lmtp_port), self.imaps_port]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Runs `dovecot -F` (so the child's PID is the master PID) and waits until all its ports
     /// accept connections.
     fn launch(&mut self) -> Result<(), String> {
         let output = OpenOptions::new()
@@ -380,19 +527,19 @@ service imap-login {{
             .stderr(stderr)
             .spawn()
             .map_err(|e| format!("cannot run {DOVECOT}: {e}"))?;
+        let ports = self.ports();
         let master = self.master.insert(master);
         loop {
             if let Some(status) = master.try_wait().map_err(|e| e.to_string())? {
                 self.master = None;
                 return Err(format!("dovecot exited at start ({status})"));
             }
-            if is_open(self.imap_port) && is_open(self.lmtp_port) {
+            if ports.iter().copied().all(is_open) {
                 return Ok(());
             }
             if started.elapsed() > DEADLINE {
                 return Err(format!(
-                    "dovecot did not listen on ports {} and {} within {DEADLINE:?}",
-                    self.imap_port, self.lmtp_port
+                    "dovecot did not listen on ports {ports:?} within {DEADLINE:?}"
                 ));
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -438,11 +585,11 @@ service imap-login {{
             std::thread::sleep(Duration::from_millis(10));
         }
         // Login processes may hold the listening sockets a moment longer than the master.
-        while is_open(self.imap_port) || is_open(self.lmtp_port) {
+        while self.ports().into_iter().any(is_open) {
             if started.elapsed() > DEADLINE {
                 return Err(format!(
-                    "ports {} and {} still open {DEADLINE:?} after stopping dovecot",
-                    self.imap_port, self.lmtp_port
+                    "ports {:?} still open {DEADLINE:?} after stopping dovecot",
+                    self.ports()
                 ));
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -520,12 +667,49 @@ impl Drop for Dovecot {
     }
 }
 
-/// Two distinct ports nothing listens on right now.
-fn free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let port = |l: &TcpListener| l.local_addr().expect("local address").port();
-    (port(&a), port(&b))
+/// `N` distinct ports nothing listens on right now.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [TcpListener; N] =
+        std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"));
+    listeners.map(|l| l.local_addr().expect("local address").port())
+}
+
+/// A test CA (`ca.pem`) and a server certificate for `localhost` and `127.0.0.1` signed by it
+/// (`server.pem`, `server.key`) in `root`, with openssl.
+fn make_certificates(root: &Path) {
+    let openssl = |args: &str| {
+        let args: Vec<&str> = args.split_whitespace().collect();
+        let out = Command::new("openssl")
+            .args(&args)
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?} in {} failed: {}\n{}",
+            root.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(
+        "req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=maildesk-test-CA \
+         -keyout ca.key -out ca.pem -addext basicConstraints=critical,CA:TRUE \
+         -addext keyUsage=critical,keyCertSign,cRLSign",
+    );
+    openssl("req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr");
+    write(
+        &root.join("server.ext"),
+        b"subjectAltName=DNS:localhost,IP:127.0.0.1\n\
+          basicConstraints=CA:FALSE\n\
+          extendedKeyUsage=serverAuth\n",
+        0o644,
+    );
+    openssl(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+         -extfile server.ext -out server.pem",
+    );
 }
 
 fn is_open(port: u16) -> bool {

@@ -81,9 +81,12 @@ async fn tls(
             endpoint.host
         ))
     })?;
-    Ok(TlsConnector::from(Arc::new(config))
+    // A handshake failure (an unknown issuer, a wrong name) is a TLS problem for the
+    // admin to fix, not a network hiccup: say so.
+    TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
-        .await?)
+        .await
+        .map_err(|e| ImapError::Tls(format!("handshake with {} failed: {e}", endpoint.host)))
 }
 
 /// The system's trusted roots, plus `ca_file` if given.

@@ -543,16 +543,21 @@ async fn store_flags(session: &mut Session, set: &str, change: &str) -> Result<(
     Ok(())
 }
 
+/// Creates `folder` unless it exists. Names are compared exactly against the full folder
+/// list: a LIST pattern would treat `%` and `*` in the name as wildcards (and async-imap
+/// sends it unquoted, so a name with a space would never match).
 async fn ensure_folder(session: &mut Session, folder: &str) -> Result<(), ImapError> {
-    let existing = timed("listing folders", async {
-        session
-            .list(None, Some(folder))
-            .await?
-            .try_collect::<Vec<_>>()
-            .await
+    let names: Vec<String> = timed("listing folders", async {
+        let mut names = Vec::new();
+        let mut listed = session.list(Some(""), Some("*")).await?;
+        while let Some(name) = listed.try_next().await? {
+            names.push(name.name().to_string());
+        }
+        Ok(names)
     })
     .await?;
-    if existing.is_empty() {
+    drain(session);
+    if !names.iter().any(|name| name == folder) {
         timed("creating the processed folder", session.create(folder)).await?;
         tracing::info!(folder, "created folder for processed mail");
     }
