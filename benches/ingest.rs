@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 
 const USER: &str = "support@example.test";
-const BATCH: u32 = 100;
+const BATCH: u32 = 500;
 
 fn main() {
     let count: usize = std::env::args()

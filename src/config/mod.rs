@@ -199,7 +199,7 @@ fn default_max_message_bytes() -> u64 {
 }
 
 fn default_batch_size() -> u32 {
-    100
+    500
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

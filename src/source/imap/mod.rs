@@ -285,21 +285,17 @@ async fn catch_up(
     let mut reported = Instant::now();
     let mut done = 0;
     let mut committing: Option<Batch> = None;
-    for chunk in new.chunks(mailbox.batch_size) {
+    for chunk in batches(&new, mailbox.batch_size, mailbox.max_message_bytes) {
         let fetched = match fetch(session, mailbox, chunk, cursor).await {
             Ok(fetched) => fetched,
-            Err(error) => {
-                // The batch in flight still commits; wait for it so that no write outlives
-                // the session. Its messages are acknowledged by the next session.
-                if let Some(batch) = committing.take() {
-                    let _ = batch.outcomes.await;
-                }
-                return Err(error);
-            }
+            Err(error) => return Err(abandon(committing, error).await),
         };
-        if let Some(batch) = committing.take() {
-            finish(batch, session, mailbox, server, cursor, watch, totals).await?;
-        }
+        // Batch N+1 starts committing before batch N is acknowledged on the server: the
+        // two overlap, and N is acknowledged only after its own commit.
+        let settled = match committing.take() {
+            Some(batch) => settle(batch, cursor, watch, totals).await?,
+            None => Vec::new(),
+        };
         let last_uid = chunk.last().map_or(cursor.last_uid, |(uid, _)| *uid);
         committing = Some(commit(
             pipeline,
@@ -308,6 +304,9 @@ async fn catch_up(
             last_uid,
             fetched,
         ));
+        if let Err(error) = acknowledge(session, mailbox, server, &settled).await {
+            return Err(abandon(committing, error).await);
+        }
         done += chunk.len();
         if reported.elapsed() >= PROGRESS_EVERY {
             let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
@@ -319,13 +318,44 @@ async fn catch_up(
         }
     }
     if let Some(batch) = committing.take() {
-        finish(batch, session, mailbox, server, cursor, watch, totals).await?;
+        let settled = settle(batch, cursor, watch, totals).await?;
+        acknowledge(session, mailbox, server, &settled).await?;
     }
     if new.len() > mailbox.batch_size {
         let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
         tracing::info!(mailbox = %mailbox.name, done, rate = format!("{rate:.0}/s"), "caught up");
     }
     Ok(())
+}
+
+/// At most this many bytes of mail are fetched into one batch (one more batch is being
+/// committed meanwhile): memory stays bounded whatever the messages' sizes.
+const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+/// What an over-limit message weighs in a batch: only its header is fetched.
+const HEADER_ALLOWANCE: u64 = 64 * 1024;
+
+/// Splits `listed` (UID, size) into batches of at most `max_count` messages and
+/// [`BATCH_BYTES`] bytes; a message larger than that travels alone.
+fn batches(listed: &[(u32, u64)], max_count: usize, max_message_bytes: u64) -> Vec<&[(u32, u64)]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, (_, size)) in listed.iter().enumerate() {
+        let weight = if *size > max_message_bytes {
+            HEADER_ALLOWANCE
+        } else {
+            *size
+        };
+        let full = i - start >= max_count.max(1) || (i > start && bytes + weight > BATCH_BYTES);
+        if full {
+            out.push(&listed[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += weight;
+    }
+    if start < listed.len() {
+        out.push(&listed[start..]);
+    }
+    out
 }
 
 /// A batch whose transaction is running on the blocking pool.
@@ -363,16 +393,13 @@ fn commit(
     }
 }
 
-/// Waits for a batch's commit, then acknowledges its messages on the server.
-async fn finish(
+/// Waits for a batch's commit; returns the UIDs now safe to acknowledge on the server.
+async fn settle(
     batch: Batch,
-    session: &mut Session,
-    mailbox: &ImapMailbox,
-    server: &Server,
     cursor: &mut Cursor,
     watch: &Watch,
     totals: &mut Totals,
-) -> Result<(), ImapError> {
+) -> Result<Vec<u32>, ImapError> {
     let outcomes = batch
         .outcomes
         .await
@@ -391,10 +418,16 @@ async fn finish(
     if queued > 0 {
         watch.outbox.notify_one();
     }
-    if !batch.uids.is_empty() {
-        acknowledge(session, mailbox, server, &batch.uids).await?;
+    Ok(batch.uids)
+}
+
+/// Ends a session on `error`. A batch in flight still commits: wait for it, so that no
+/// write outlives the session (its messages are acknowledged by the next session).
+async fn abandon(committing: Option<Batch>, error: ImapError) -> ImapError {
+    if let Some(batch) = committing {
+        let _ = batch.outcomes.await;
     }
-    Ok(())
+    error
 }
 
 /// UIDs matching `query` and `keep`, ascending.
@@ -500,6 +533,9 @@ async fn acknowledge(
     server: &Server,
     uids: &[u32],
 ) -> Result<(), ImapError> {
+    if uids.is_empty() {
+        return Ok(());
+    }
     let set = uid_set(uids);
     let folder = mailbox.processed_folder.as_str();
     match mailbox.after {
@@ -661,6 +697,34 @@ fn uid_set(uids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::uid_set;
+
+    #[test]
+    fn batches_are_bounded_by_count_and_bytes() {
+        const MB: u64 = 1024 * 1024;
+        let listed: Vec<(u32, u64)> = (1..=10).map(|uid| (uid, 1000)).collect();
+        let sizes: Vec<usize> = super::batches(&listed, 4, 25 * MB)
+            .iter()
+            .map(|b| b.len())
+            .collect();
+        assert_eq!(sizes, vec![4, 4, 2]);
+        // 10 MB each: three fit in 32 MB; a 40 MB one (under the limit) travels alone; an
+        // over-limit one weighs only its header.
+        let listed = [
+            (1, 10 * MB),
+            (2, 10 * MB),
+            (3, 10 * MB),
+            (4, 10 * MB),
+            (5, 40 * MB),
+            (6, 90 * MB),
+            (7, 1),
+        ];
+        let batches: Vec<Vec<u32>> = super::batches(&listed, 500, 50 * MB)
+            .iter()
+            .map(|b| b.iter().map(|(uid, _)| *uid).collect())
+            .collect();
+        assert_eq!(batches, vec![vec![1, 2, 3], vec![4], vec![5], vec![6, 7]]);
+        assert!(super::batches(&[], 500, MB).is_empty());
+    }
 
     #[test]
     fn uid_sets_compress_runs() {
