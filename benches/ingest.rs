@@ -7,7 +7,9 @@
 //!   the same size maildesk uses: the ceiling set by the server and the machine;
 //! - `maildesk run --once` (release build): the time until every message is ingested
 //!   (stored with its ticket, events and queued answer, moved on the server), read from the
-//!   database as it runs; the time until it exits (answers delivered too); its peak RSS.
+//!   database as it runs; the time until it exits (answers delivered too); its peak RSS;
+//! - `maildesk run` idling on the mailbox: the time from an APPEND to the commit of the
+//!   message, over a few messages.
 
 #[path = "../tests/common/dovecot.rs"]
 #[allow(dead_code)]
@@ -149,6 +151,45 @@ dir = "out"
     println!("ingested / raw:      {:.0} %", rate / raw * 100.0);
     println!("peak RSS:            {:.1} MB", peak_kb as f64 / 1024.0);
     println!("maildesk said:       {}", summary.trim());
+
+    let latencies = idle_latencies(&binary, &desk, &dovecot, &traffic.messages[..5]);
+    let ms: Vec<String> = latencies.iter().map(|d| format!("{:.0}", d.as_secs_f64() * 1000.0)).collect();
+    let worst = latencies.iter().max().copied().unwrap_or_default();
+    println!("IDLE, APPEND->commit: {} ms (worst {:.0} ms)", ms.join(", "), worst.as_secs_f64() * 1000.0);
+}
+
+/// Runs the daemon on the (now empty) mailbox and times each of `messages` from its
+/// APPEND to its commit; each is a copy with a fresh Message-ID, so none is a duplicate.
+fn idle_latencies(binary: &Path, desk: &Path, dovecot: &dovecot::Dovecot, messages: &[Vec<u8>]) -> Vec<Duration> {
+    let mut daemon = Command::new(binary)
+        .arg("--config")
+        .arg(desk.join("maildesk.toml"))
+        .arg("run")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the daemon");
+    std::thread::sleep(Duration::from_secs(2)); // connected and idling
+    let db = desk.join("desk.db");
+    let mut latencies = Vec::new();
+    for (i, message) in messages.iter().enumerate() {
+        let before = stored(&db);
+        let mut copy = format!("X-Bench-Idle: {i}\r\n").into_bytes();
+        copy.extend_from_slice(message);
+        let started = Instant::now();
+        dovecot.append(USER, "INBOX", &copy);
+        while stored(&db) <= before {
+            assert!(started.elapsed() < Duration::from_secs(30), "message {i} not committed after 30 s");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        latencies.push(started.elapsed());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().expect("kill");
+    let status = daemon.wait().expect("wait");
+    assert!(status.success(), "the daemon did not stop cleanly: {status}");
+    latencies
 }
 
 /// Messages stored so far (0 before the database exists).
