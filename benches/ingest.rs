@@ -153,14 +153,26 @@ dir = "out"
     println!("maildesk said:       {}", summary.trim());
 
     let latencies = idle_latencies(&binary, &desk, &dovecot, &traffic.messages[..5]);
-    let ms: Vec<String> = latencies.iter().map(|d| format!("{:.0}", d.as_secs_f64() * 1000.0)).collect();
+    let ms: Vec<String> = latencies
+        .iter()
+        .map(|d| format!("{:.0}", d.as_secs_f64() * 1000.0))
+        .collect();
     let worst = latencies.iter().max().copied().unwrap_or_default();
-    println!("IDLE, APPEND->commit: {} ms (worst {:.0} ms)", ms.join(", "), worst.as_secs_f64() * 1000.0);
+    println!(
+        "IDLE, APPEND->commit: {} ms (worst {:.0} ms)",
+        ms.join(", "),
+        worst.as_secs_f64() * 1000.0
+    );
 }
 
 /// Runs the daemon on the (now empty) mailbox and times each of `messages` from its
 /// APPEND to its commit; each is a copy with a fresh Message-ID, so none is a duplicate.
-fn idle_latencies(binary: &Path, desk: &Path, dovecot: &dovecot::Dovecot, messages: &[Vec<u8>]) -> Vec<Duration> {
+fn idle_latencies(
+    binary: &Path,
+    desk: &Path,
+    dovecot: &dovecot::Dovecot,
+    messages: &[Vec<u8>],
+) -> Vec<Duration> {
     let mut daemon = Command::new(binary)
         .arg("--config")
         .arg(desk.join("maildesk.toml"))
@@ -180,15 +192,24 @@ fn idle_latencies(binary: &Path, desk: &Path, dovecot: &dovecot::Dovecot, messag
         let started = Instant::now();
         dovecot.append(USER, "INBOX", &copy);
         while stored(&db) <= before {
-            assert!(started.elapsed() < Duration::from_secs(30), "message {i} not committed after 30 s");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "message {i} not committed after 30 s"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         latencies.push(started.elapsed());
         std::thread::sleep(Duration::from_millis(300));
     }
-    Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().expect("kill");
+    Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .expect("kill");
     let status = daemon.wait().expect("wait");
-    assert!(status.success(), "the daemon did not stop cleanly: {status}");
+    assert!(
+        status.success(),
+        "the daemon did not stop cleanly: {status}"
+    );
     latencies
 }
 

@@ -3,12 +3,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::dovecot::Dovecot;
 use common::mailgen;
-use common::{Desk, header, stderr};
+use common::{Desk, demo_mails, header, stderr, terminate, wait_for};
 
 const SUPPORT: &str = "support@example.test";
 const ABUSE: &str = "abuse@example.test";
@@ -32,78 +31,8 @@ fn use_imap(desk: &Desk, dovecot: &Dovecot, extra: &str) {
     std::fs::write(&config, text.replace(maildir_block, &blocks)).unwrap();
 }
 
-fn demo_mails() -> Vec<Vec<u8>> {
-    let dir = Path::new(common::REPO).join("examples/maildir/new");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files.iter().map(|f| std::fs::read(f).unwrap()).collect()
-}
-
 fn count(desk: &Desk, sql: &str) -> i64 {
     desk.db().query_row(sql, [], |r| r.get(0)).unwrap()
-}
-
-/// Messages stored so far; 0 while the daemon has not created its database yet.
-fn stored(desk: &Desk) -> i64 {
-    if !desk.examples().join("demo.db").exists() {
-        return 0;
-    }
-    desk.db()
-        .query_row(
-            "SELECT count(*) FROM messages WHERE direction = 'in'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap_or(0)
-}
-
-fn spawn_daemon(desk: &Desk) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_maildesk"))
-        .arg("--config")
-        .arg(desk.config())
-        .arg("run")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    started.elapsed()
-}
-
-fn terminate(mut child: Child) -> String {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut log = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
-    assert!(status.success(), "exit {status} after SIGTERM:\n{log}");
-    log
 }
 
 #[test]
@@ -356,7 +285,7 @@ fn idle_delivers_new_mail_within_a_second_or_so() {
     let desk = Desk::empty();
     let dovecot = Dovecot::start(desk.dir.path());
     use_imap(&desk, &dovecot, "");
-    let daemon = spawn_daemon(&desk);
+    let daemon = desk.spawn_daemon();
     // Let it make first contact (an empty mailbox), then start idling.
     wait_for("the cursor", Duration::from_secs(20), || {
         desk.examples().join("demo.db").exists()
@@ -373,7 +302,7 @@ fn idle_delivers_new_mail_within_a_second_or_so() {
     let latency = wait_for(
         "the message to be committed",
         Duration::from_secs(5),
-        || stored(&desk) == 1,
+        || desk.stored() == 1,
     );
     eprintln!("IDLE: committed {latency:?} after APPEND");
     wait_for("the acknowledgement", Duration::from_secs(5), || {
@@ -390,9 +319,9 @@ fn daemon_reconnects_after_the_server_restarts() {
     use_imap(&desk, &dovecot, "initial_sync = \"process\"");
     let mails = demo_mails();
     dovecot.append_many(SUPPORT, "INBOX", &mails[..3]);
-    let daemon = spawn_daemon(&desk);
+    let daemon = desk.spawn_daemon();
     wait_for("the first mails", Duration::from_secs(20), || {
-        stored(&desk) == 3
+        desk.stored() == 3
     });
     dovecot.stop();
     std::thread::sleep(Duration::from_secs(2));
@@ -401,7 +330,7 @@ fn daemon_reconnects_after_the_server_restarts() {
     wait_for(
         "the rest after the restart",
         Duration::from_secs(60),
-        || stored(&desk) == 7,
+        || desk.stored() == 7,
     );
     let log = terminate(daemon);
     eprintln!("DOVECOT LOG:\n{}", dovecot.log());
@@ -494,8 +423,8 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
 
     let mut rng = mailgen::Rng::new(seed);
     let mut kills = 0;
-    while kills < 20 || (stored(&desk) < 500 && kills < 200) {
-        let mut daemon = spawn_daemon(&desk);
+    while kills < 20 || (desk.stored() < 500 && kills < 200) {
+        let mut daemon = desk.spawn_daemon();
         std::thread::sleep(Duration::from_millis(30 + rng.below(400)));
         daemon.kill().unwrap();
         daemon.wait().unwrap();
@@ -503,7 +432,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     }
     eprintln!(
         "{kills} kills, {} stored before the last run",
-        stored(&desk)
+        desk.stored()
     );
     let summary = desk.ok(&["run", "--once"]);
     eprintln!("{summary}");

@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::dovecot::{Dovecot, Options};
-use common::{Desk, stderr};
+use common::{Desk, demo_mails, stderr, terminate, wait_for};
 
 const SUPPORT: &str = "support@example.test";
 const ABUSE: &str = "abuse@example.test";
@@ -86,30 +84,6 @@ fn poll_every(desk: &Desk, secs: u64) {
     std::fs::write(&config, text).unwrap();
 }
 
-fn demo_mails() -> Vec<Vec<u8>> {
-    let dir = Path::new(common::REPO).join("examples/maildir/new");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files.iter().map(|f| std::fs::read(f).unwrap()).collect()
-}
-
-/// Messages stored so far; 0 while the daemon has not created its database yet.
-fn stored(desk: &Desk) -> i64 {
-    if !desk.examples().join("demo.db").exists() {
-        return 0;
-    }
-    desk.db()
-        .query_row(
-            "SELECT count(*) FROM messages WHERE direction = 'in'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap_or(0)
-}
-
 fn cursors(desk: &Desk) -> i64 {
     if !desk.examples().join("demo.db").exists() {
         return 0;
@@ -117,52 +91,6 @@ fn cursors(desk: &Desk) -> i64 {
     desk.db()
         .query_row("SELECT count(*) FROM mailbox_cursors", [], |r| r.get(0))
         .unwrap_or(0)
-}
-
-fn spawn_daemon(desk: &Desk) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_maildesk"))
-        .arg("--config")
-        .arg(desk.config())
-        .arg("run")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    started.elapsed()
-}
-
-fn terminate(mut child: Child) -> String {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut log = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
-    assert!(status.success(), "exit {status} after SIGTERM:\n{log}");
-    log
 }
 
 /// dovecot.log's login lines for `user` (`imap-login: Info: Login: user=<…>, …, TLS, …`).
@@ -204,7 +132,7 @@ fn run_once_over(support: Link, abuse: Link) {
         summary.contains("stored 8 message(s), 0 already stored, 0 failed"),
         "{summary}"
     );
-    assert_eq!(stored(&desk), 8);
+    assert_eq!(desk.stored(), 8);
     assert_eq!(dovecot.count(SUPPORT, "INBOX"), 0);
     assert_eq!(dovecot.count(SUPPORT, "Processed"), 7);
     assert_eq!(dovecot.count(ABUSE, "INBOX"), 0);
@@ -278,7 +206,7 @@ fn a_certificate_that_cannot_be_verified_is_refused() {
             "mailbox {mailbox}: the error should say the certificate's issuer is unknown:\n{err}"
         );
     }
-    assert_eq!(stored(&desk), 0);
+    assert_eq!(desk.stored(), 0);
     assert_eq!(
         logins(&dovecot, SUPPORT).len() + logins(&dovecot, ABUSE).len(),
         harness_logins,
@@ -312,7 +240,7 @@ fn without_idle_the_daemon_polls() {
     use_imap(&desk, &dovecot, Link::Plain, Link::Plain, "");
     poll_every(&desk, 1);
     let started = Instant::now();
-    let daemon = spawn_daemon(&desk);
+    let daemon = desk.spawn_daemon();
     wait_for("both cursors", Duration::from_secs(20), || {
         cursors(&desk) == 2
     });
@@ -321,7 +249,7 @@ fn without_idle_the_daemon_polls() {
     let latency = wait_for(
         "the message to be committed",
         Duration::from_secs(10),
-        || stored(&desk) == 1,
+        || desk.stored() == 1,
     );
     eprintln!("polling: committed {latency:?} after APPEND");
     wait_for("the move to Processed", Duration::from_secs(10), || {
@@ -381,7 +309,7 @@ fn without_move_mail_is_copied_and_expunged() {
         summary.contains("stored 7 message(s), 0 already stored, 0 failed"),
         "{summary}"
     );
-    assert_eq!(stored(&desk), 7);
+    assert_eq!(desk.stored(), 7);
     assert_eq!(dovecot.uids(SUPPORT, "INBOX"), Vec::new(), "INBOX empty");
     let processed = dovecot.uids(SUPPORT, "Processed");
     assert_eq!(processed.len(), 7);

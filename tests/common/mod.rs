@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
@@ -101,6 +102,33 @@ impl Desk {
         serde_json::from_str(&self.ok(args)).expect("json output")
     }
 
+    /// Messages stored so far; 0 while the daemon has not created its database yet.
+    pub fn stored(&self) -> i64 {
+        if !self.examples().join("demo.db").exists() {
+            return 0;
+        }
+        self.db()
+            .query_row(
+                "SELECT count(*) FROM messages WHERE direction = 'in'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(0)
+    }
+
+    /// `maildesk run` in the background, logging at info level to a pipe.
+    pub fn spawn_daemon(&self) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_maildesk"))
+            .arg("--config")
+            .arg(self.config())
+            .arg("run")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the daemon")
+    }
+
     pub fn db(&self) -> Connection {
         Connection::open(self.examples().join("demo.db")).expect("open db")
     }
@@ -133,6 +161,58 @@ impl Desk {
         names.sort();
         names
     }
+}
+
+/// The demo's mails, in delivery order.
+pub fn demo_mails() -> Vec<Vec<u8>> {
+    let dir = Path::new(REPO).join("examples/maildir/new");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("demo mails")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| std::fs::read(f).expect("read"))
+        .collect()
+}
+
+/// Polls `done` until it holds; fails the test after `limit`. Returns the time it took.
+pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}
+
+/// Sends SIGTERM, requires a clean exit within 20 s, and returns what it logged.
+pub fn terminate(mut child: Child) -> String {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut log = String::new();
+    if let Some(stderr) = child.stderr.as_mut() {
+        std::io::Read::read_to_string(stderr, &mut log).expect("read the log");
+    }
+    assert!(status.success(), "exit {status} after SIGTERM:\n{log}");
+    log
 }
 
 pub fn maildesk_with(config: &Path, args: &[&str]) -> Output {
