@@ -361,6 +361,27 @@ fn run_once_reports_an_unreachable_server() {
 }
 
 #[test]
+fn sasl_plain_login_works() {
+    let desk = Desk::empty();
+    let dovecot = Dovecot::start(desk.dir.path());
+    use_imap(
+        &desk,
+        &dovecot,
+        "initial_sync = \"process\"\nauth = \"plain\"",
+    );
+    dovecot.append_many(SUPPORT, "INBOX", &demo_mails()[..2]);
+    let summary = desk.ok(&["run", "--once"]);
+    assert!(summary.contains("stored 2 message(s)"), "{summary}");
+    std::fs::write(dovecot.password_file(), "wrong\n").unwrap();
+    let out = desk.maildesk(&["run", "--once"]);
+    assert!(
+        stderr(&out).contains("mailbox support: login refused"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn wrong_password_is_reported_clearly() {
     let desk = Desk::empty();
     let dovecot = Dovecot::start(desk.dir.path());

@@ -166,6 +166,9 @@ pub struct Mailbox {
     pub password_env: Option<Spanned<String>>,
     /// A CA certificate (PEM) trusted besides the system's roots.
     pub ca_file: Option<Spanned<PathBuf>>,
+    /// How to log in: the LOGIN command, or SASL PLAIN (AUTHENTICATE PLAIN).
+    #[serde(default)]
+    pub auth: ImapAuth,
     /// Allows `security = "plain"` towards a host that is not loopback.
     #[serde(default)]
     pub allow_plaintext: bool,
@@ -200,6 +203,14 @@ fn default_max_message_bytes() -> u64 {
 
 fn default_batch_size() -> u32 {
     500
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapAuth {
+    #[default]
+    Login,
+    Plain,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
 use super::ImapError;
-use crate::config::Security;
+use crate::config::{ImapAuth, Security};
 
 /// Any byte stream a session can run over (plain TCP or TLS).
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Debug {}
@@ -28,6 +28,7 @@ pub struct Endpoint {
     pub port: u16,
     pub security: Security,
     pub ca_file: Option<PathBuf>,
+    pub auth: ImapAuth,
     pub user: String,
     pub password: String,
 }
@@ -55,10 +56,34 @@ async fn connect_inner(endpoint: &Endpoint) -> Result<Session, ImapError> {
             async_imap::Client::new(Box::new(tls(endpoint, tcp).await?) as Box<dyn Stream>)
         }
     };
-    client
-        .login(&endpoint.user, &endpoint.password)
-        .await
-        .map_err(|(e, _)| ImapError::Login(e.to_string()))
+    let refused = |(e, _): (async_imap::error::Error, _)| ImapError::Login(e.to_string());
+    match endpoint.auth {
+        ImapAuth::Login => client
+            .login(&endpoint.user, &endpoint.password)
+            .await
+            .map_err(refused),
+        ImapAuth::Plain => {
+            let plain = SaslPlain {
+                user: &endpoint.user,
+                password: &endpoint.password,
+            };
+            client.authenticate("PLAIN", plain).await.map_err(refused)
+        }
+    }
+}
+
+/// SASL PLAIN (RFC 4616): no authorization identity, the user, the password.
+struct SaslPlain<'a> {
+    user: &'a str,
+    password: &'a str,
+}
+
+impl async_imap::Authenticator for SaslPlain<'_> {
+    type Response = Vec<u8>;
+
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        format!("\0{}\0{}", self.user, self.password).into_bytes()
+    }
 }
 
 /// A client whose server greeting has been read (async-imap leaves that to us).
@@ -115,4 +140,20 @@ fn tls_config(ca_file: Option<&PathBuf>) -> Result<ClientConfig, ImapError> {
         .map_err(|e| ImapError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use async_imap::Authenticator;
+
+    use super::SaslPlain;
+
+    #[test]
+    fn sasl_plain_sends_user_and_password_without_authorization_identity() {
+        let mut plain = SaslPlain {
+            user: "support@example.test",
+            password: "s3cret",
+        };
+        assert_eq!(plain.process(b""), b"\0support@example.test\0s3cret");
+    }
 }

@@ -88,6 +88,7 @@ impl ImapMailbox {
                     .unwrap_or(if security == Security::Tls { 993 } else { 143 }),
                 security,
                 ca_file: m.ca_file.as_ref().map(|f| f.get_ref().clone()),
+                auth: m.auth,
                 user: m.user.clone().ok_or_else(|| missing("no user"))?,
                 password,
             },
