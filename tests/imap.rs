@@ -413,11 +413,25 @@ fn plaintext_imap_to_a_remote_host_needs_explicit_consent() {
         "security = \"plain\"",
         "security = \"plain\"\nallow_plaintext = true",
     );
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, &text).unwrap();
     assert!(
         desk.maildesk(&["check"]).status.success(),
         "{}",
         stderr(&desk.maildesk(&["check"]))
+    );
+    // Moving processed mail into the watched folder would fetch it again forever.
+    let looping = text.replacen(
+        "allow_plaintext = true",
+        "allow_plaintext = true\nprocessed_folder = \"INBOX\"",
+        1,
+    );
+    std::fs::write(&config, looping).unwrap();
+    let out = desk.maildesk(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("processed_folder is the watched folder \"INBOX\""),
+        "{}",
+        stderr(&out)
     );
 }
 

@@ -456,6 +456,19 @@ impl Config {
                     if let Some(ca) = &mailbox.ca_file {
                         v.file_exists(ca, "ca_file");
                     }
+                    if mailbox.after == AfterProcessing::Move
+                        && mailbox.processed_folder == mailbox.folder
+                    {
+                        // Moved mail would come back with new UIDs, forever.
+                        v.error(
+                            &mailbox.name,
+                            format!(
+                                "processed_folder is the watched folder {:?}",
+                                mailbox.folder
+                            ),
+                            "name another folder, or set after = \"seen\"",
+                        );
+                    }
                     if let Some(host) = &mailbox.host {
                         v.plain_only_to_loopback(host, mailbox.security, mailbox.allow_plaintext);
                     }
