@@ -48,6 +48,9 @@ impl Store {
         // at the source but missing here (NORMAL in WAL mode may lose the last commits).
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // 16 MiB of page cache (default 2 MiB): the indexes every message consults stay in
+        // memory as the database grows with raw mail.
+        conn.pragma_update(None, "cache_size", -16 * 1024)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // Every statement of the ingestion path stays prepared.
         conn.set_prepared_statement_cache_capacity(64);
