@@ -130,3 +130,48 @@ fn an_address_registered_to_another_account_is_refused() {
         "C9 was not imported either"
     );
 }
+
+#[test]
+fn two_accounts_can_swap_addresses_in_one_import() {
+    let desk = Desk::empty();
+    let csv = desk.examples().join("accounts.csv");
+    desk.ok(&["accounts", "import", csv.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&csv)
+        .unwrap()
+        .replace("mario.rossi@pizzeria-rossi.example", "SWAP")
+        .replace(
+            "jane.doe@janedoe.example",
+            "mario.rossi@pizzeria-rossi.example",
+        )
+        .replace("SWAP", "jane.doe@janedoe.example");
+    std::fs::write(&csv, text).unwrap();
+    let out = desk.ok(&["accounts", "import", csv.to_str().unwrap()]);
+    assert!(out.contains("0 created, 2 updated, 2 unchanged"), "{out}");
+    let accounts = desk.json(&["accounts", "list", "--json"]);
+    let email = |reference: &str| {
+        accounts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["reference"] == reference)
+            .unwrap()["email"]
+            .clone()
+    };
+    assert_eq!(email("C1001"), "jane.doe@janedoe.example");
+    assert_eq!(email("C1002"), "mario.rossi@pizzeria-rossi.example");
+    let details: Vec<String> = desk
+        .db()
+        .prepare("SELECT detail FROM events WHERE kind = 'account.updated' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        details,
+        vec![
+            "email: \"mario.rossi@pizzeria-rossi.example\" -> \"jane.doe@janedoe.example\"",
+            "email: \"jane.doe@janedoe.example\" -> \"mario.rossi@pizzeria-rossi.example\"",
+        ]
+    );
+}

@@ -157,33 +157,34 @@ impl Store {
         let at = timestamp(now);
         let actor = format!("import:{source}");
         let mut summary = ImportSummary::default();
-        // Resources may move between accounts within one file; clearing those of every
-        // account named first keeps the UNIQUE constraint satisfied.
+        // Addresses and resources may move between accounts within one file (two customers
+        // swapping addresses, say). Every account named first gets its old state read, its
+        // resources cleared and a changing address parked on a placeholder, so that no
+        // UNIQUE constraint trips halfway; every parked address is set below.
+        let select = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE reference = ?1");
         let mut previous = std::collections::HashMap::new();
         for record in records {
-            let id: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM accounts WHERE reference = ?1",
-                    [&record.reference],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(id) = id {
-                previous.insert(record.reference.as_str(), resources_of(&tx, id)?);
-            }
+            let Some(old) = tx
+                .query_row(&select, [&record.reference], account_from_row)
+                .optional()?
+            else {
+                continue;
+            };
+            let resources = resources_of(&tx, old.id)?;
             tx.execute(
-                "DELETE FROM account_resources WHERE account_id = (SELECT id FROM accounts WHERE reference = ?1)",
-                [&record.reference],
+                "DELETE FROM account_resources WHERE account_id = ?1",
+                [old.id],
             )?;
+            if old.email != record.email {
+                tx.execute(
+                    "UPDATE accounts SET email = 'moving:' || id WHERE id = ?1",
+                    [old.id],
+                )?;
+            }
+            previous.insert(record.reference.as_str(), (old, resources));
         }
         for record in records {
-            let existing = tx
-                .query_row(
-                    &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE reference = ?1"),
-                    [&record.reference],
-                    account_from_row,
-                )
-                .optional()?;
+            let existing = previous.remove(record.reference.as_str());
             let id = match &existing {
                 None => {
                     tx.execute(
@@ -193,7 +194,7 @@ impl Store {
                     )?;
                     tx.last_insert_rowid()
                 }
-                Some(old) => old.id,
+                Some((old, _)) => old.id,
             };
             for resource in &record.resources {
                 tx.execute(
@@ -201,7 +202,7 @@ impl Store {
                     params![id, resource.kind, resource.value],
                 )?;
             }
-            let Some(old) = existing else {
+            let Some((old, old_resources)) = existing else {
                 summary.created += 1;
                 insert_account_event(&tx, &at, id, "account.created", &actor, &record.email)?;
                 continue;
@@ -214,11 +215,7 @@ impl Store {
                     params![id, record.email, record.name, record.language, record.status, record.details_valid, at],
                 )?;
             }
-            if previous
-                .remove(record.reference.as_str())
-                .unwrap_or_default()
-                != record.resources
-            {
+            if old_resources != record.resources {
                 changes.push("resources changed".into());
             }
             if changes.is_empty() {
