@@ -35,6 +35,7 @@ pub enum ComposeError {
 }
 
 /// All templates, compiled.
+#[derive(Clone)]
 pub struct Templates {
     env: Environment<'static>,
     /// kind template name -> languages it exists in

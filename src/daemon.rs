@@ -69,10 +69,9 @@ impl RunTotals {
 const OUTBOX_INTERVAL: Duration = Duration::from_secs(30);
 
 pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> {
-    let templates = || {
-        Templates::load(config.templates_dir.get_ref())
-            .map_err(|d| DaemonError::Templates(Diagnostics(d)))
-    };
+    // Read and compiled once: every mailbox answers from the same set.
+    let templates = Templates::load(config.templates_dir.get_ref())
+        .map_err(|d| DaemonError::Templates(Diagnostics(d)))?;
     let db = config.database.get_ref();
     let mut outbox_store = Store::open(db)?;
     outbox_store.sync_staff(&config.staff)?;
@@ -109,7 +108,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
                 let pipeline = Arc::new(Mutex::new(Pipeline::new(
                     config,
                     Store::open(db)?,
-                    templates()?,
+                    templates.clone(),
                 )?));
                 let watch = watch.clone();
                 sources.spawn(async move {
@@ -129,7 +128,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
         }
     }
     if !maildirs.is_empty() {
-        let pipeline = Pipeline::new(config, Store::open(db)?, templates()?)?;
+        let pipeline = Pipeline::new(config, Store::open(db)?, templates)?;
         sources.spawn(watch_maildirs(pipeline, maildirs, watch.clone()));
     }
     tracing::info!(mailboxes = config.mailboxes.len(), once, "maildesk started");

@@ -29,8 +29,6 @@ pub enum StoreError {
     TooNew { found: u32, supported: u32 },
     #[error("database {path} has tables but no maildesk schema version; refusing to touch it")]
     Foreign { path: String },
-    #[error("{0}")]
-    Invalid(String),
 }
 
 pub struct Store {
