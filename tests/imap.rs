@@ -31,15 +31,22 @@ fn use_imap(desk: &Desk, dovecot: &Dovecot, extra: &str) {
     std::fs::write(&config, text.replace(maildir_block, &blocks)).unwrap();
 }
 
+/// A demo desk without mails, reading a fresh Dovecot; `extra` as in [`use_imap`].
+/// Bind both (`let (desk, dovecot) = ...`): Dovecot then stops before its directory goes.
+fn imap_desk(extra: &str) -> (Desk, Dovecot) {
+    let desk = Desk::empty();
+    let dovecot = Dovecot::start(desk.dir.path());
+    use_imap(&desk, &dovecot, extra);
+    (desk, dovecot)
+}
+
 fn count(desk: &Desk, sql: &str) -> i64 {
     desk.db().query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 #[test]
 fn appended_mail_becomes_tickets_and_is_moved_to_processed() {
-    let desk = Desk::empty();
-    let dovecot = Dovecot::start(desk.dir.path());
-    use_imap(&desk, &dovecot, "initial_sync = \"process\"");
+    let (desk, dovecot) = imap_desk("initial_sync = \"process\"");
     let mails = demo_mails();
     dovecot.append_many(SUPPORT, "INBOX", &mails);
     let report =
@@ -120,13 +127,7 @@ fn appended_mail_becomes_tickets_and_is_moved_to_processed() {
 /// The processed folder is found by its exact name, spaces and all, on every run.
 #[test]
 fn a_processed_folder_with_a_space_is_created_once_and_reused() {
-    let desk = Desk::empty();
-    let dovecot = Dovecot::start(desk.dir.path());
-    use_imap(
-        &desk,
-        &dovecot,
-        "initial_sync = \"process\"\nprocessed_folder = \"Done Mail\"",
-    );
+    let (desk, dovecot) = imap_desk("initial_sync = \"process\"\nprocessed_folder = \"Done Mail\"");
     let mails = demo_mails();
     dovecot.append_many(SUPPORT, "INBOX", &mails[..2]);
     desk.ok(&["run", "--once"]);
@@ -139,13 +140,7 @@ fn a_processed_folder_with_a_space_is_created_once_and_reused() {
 
 #[test]
 fn seen_mode_leaves_mail_in_place_flagged() {
-    let desk = Desk::empty();
-    let dovecot = Dovecot::start(desk.dir.path());
-    use_imap(
-        &desk,
-        &dovecot,
-        "initial_sync = \"process\"\nafter = \"seen\"",
-    );
+    let (desk, dovecot) = imap_desk("initial_sync = \"process\"\nafter = \"seen\"");
     dovecot.append_many(SUPPORT, "INBOX", &demo_mails());
     desk.ok(&["run", "--once"]);
     let uids = dovecot.uids(SUPPORT, "INBOX");
@@ -162,13 +157,7 @@ fn seen_mode_leaves_mail_in_place_flagged() {
 /// already stored is recognised: no second ticket, no second answer.
 #[test]
 fn uidvalidity_change_creates_no_duplicates() {
-    let desk = Desk::empty();
-    let dovecot = Dovecot::start(desk.dir.path());
-    use_imap(
-        &desk,
-        &dovecot,
-        "initial_sync = \"process\"\nafter = \"seen\"",
-    );
+    let (desk, dovecot) = imap_desk("initial_sync = \"process\"\nafter = \"seen\"");
     dovecot.append_many(SUPPORT, "INBOX", &demo_mails());
     desk.ok(&["run", "--once"]);
     let tickets = desk.json(&["tickets", "list", "--json"]);
@@ -186,9 +175,7 @@ fn uidvalidity_change_creates_no_duplicates() {
 
 #[test]
 fn first_sync_imports_old_mail_without_answering_it() {
-    let desk = Desk::empty();
-    let dovecot = Dovecot::start(desk.dir.path());
-    use_imap(&desk, &dovecot, "");
+    let (desk, dovecot) = imap_desk("");
     let traffic = mailgen::traffic(7, 40, 200, 30);
     std::fs::write(desk.examples().join("accounts.csv"), &traffic.accounts_csv).unwrap();
     dovecot.append_many(SUPPORT, "INBOX", &traffic.messages);
@@ -220,9 +207,7 @@ fn first_sync_imports_old_mail_without_answering_it() {
 
 #[test]
 fn skip_existing_leaves_old_mail_alone() {
-    let desk = Desk::empty();
-    let dovecot = Dovecot::start(desk.dir.path());
-    use_imap(&desk, &dovecot, "initial_sync = \"skip-existing\"");
+    let (desk, dovecot) = imap_desk("initial_sync = \"skip-existing\"");
     dovecot.append_many(SUPPORT, "INBOX", &demo_mails());
     let summary = desk.ok(&["run", "--once"]);
     assert!(summary.contains("stored 0 message(s)"), "{summary}");
@@ -244,13 +229,7 @@ fn skip_existing_leaves_old_mail_alone() {
 
 #[test]
 fn oversized_mail_is_recorded_by_its_header_and_does_not_block() {
-    let desk = Desk::empty();
-    let dovecot = Dovecot::start(desk.dir.path());
-    use_imap(
-        &desk,
-        &dovecot,
-        "initial_sync = \"process\"\nmax_message_bytes = 4000",
-    );
+    let (desk, dovecot) = imap_desk("initial_sync = \"process\"\nmax_message_bytes = 4000");
     let mut big = b"From: jane.doe@janedoe.example\r\nTo: support@example.test\r\nSubject: Logs attached\r\nMessage-ID: <big@janedoe.example>\r\n\r\n".to_vec();
     big.extend(std::iter::repeat_n(b"0123456789abcdef\r\n".as_slice(), 1000).flatten());
     let mails = demo_mails();
@@ -282,9 +261,7 @@ fn oversized_mail_is_recorded_by_its_header_and_does_not_block() {
 
 #[test]
 fn idle_delivers_new_mail_within_a_second_or_so() {
-    let desk = Desk::empty();
-    let dovecot = Dovecot::start(desk.dir.path());
-    use_imap(&desk, &dovecot, "");
+    let (desk, dovecot) = imap_desk("");
     let daemon = desk.spawn_daemon();
     // Let it make first contact (an empty mailbox), then start idling.
     wait_for("the cursor", Duration::from_secs(20), || {
@@ -314,9 +291,7 @@ fn idle_delivers_new_mail_within_a_second_or_so() {
 
 #[test]
 fn daemon_reconnects_after_the_server_restarts() {
-    let desk = Desk::empty();
-    let mut dovecot = Dovecot::start(desk.dir.path());
-    use_imap(&desk, &dovecot, "initial_sync = \"process\"");
+    let (desk, mut dovecot) = imap_desk("initial_sync = \"process\"");
     let mails = demo_mails();
     dovecot.append_many(SUPPORT, "INBOX", &mails[..3]);
     let daemon = desk.spawn_daemon();
@@ -347,9 +322,7 @@ fn daemon_reconnects_after_the_server_restarts() {
 
 #[test]
 fn run_once_reports_an_unreachable_server() {
-    let desk = Desk::empty();
-    let mut dovecot = Dovecot::start(desk.dir.path());
-    use_imap(&desk, &dovecot, "");
+    let (desk, mut dovecot) = imap_desk("");
     dovecot.stop();
     let out = desk.maildesk(&["run", "--once"]);
     assert_eq!(out.status.code(), Some(1));
@@ -362,13 +335,7 @@ fn run_once_reports_an_unreachable_server() {
 
 #[test]
 fn sasl_plain_login_works() {
-    let desk = Desk::empty();
-    let dovecot = Dovecot::start(desk.dir.path());
-    use_imap(
-        &desk,
-        &dovecot,
-        "initial_sync = \"process\"\nauth = \"plain\"",
-    );
+    let (desk, dovecot) = imap_desk("initial_sync = \"process\"\nauth = \"plain\"");
     dovecot.append_many(SUPPORT, "INBOX", &demo_mails()[..2]);
     let summary = desk.ok(&["run", "--once"]);
     assert!(summary.contains("stored 2 message(s)"), "{summary}");
@@ -383,9 +350,7 @@ fn sasl_plain_login_works() {
 
 #[test]
 fn wrong_password_is_reported_clearly() {
-    let desk = Desk::empty();
-    let dovecot = Dovecot::start(desk.dir.path());
-    use_imap(&desk, &dovecot, "");
+    let (desk, dovecot) = imap_desk("");
     std::fs::write(dovecot.password_file(), "wrong\n").unwrap();
     let out = desk.maildesk(&["run", "--once"]);
     assert_eq!(out.status.code(), Some(1));
@@ -394,9 +359,7 @@ fn wrong_password_is_reported_clearly() {
 
 #[test]
 fn plaintext_imap_to_a_remote_host_needs_explicit_consent() {
-    let desk = Desk::empty();
-    let dovecot = Dovecot::start(desk.dir.path());
-    use_imap(&desk, &dovecot, "");
+    let (desk, _dovecot) = imap_desk("");
     let config = desk.config();
     let text = std::fs::read_to_string(&config)
         .unwrap()
@@ -440,13 +403,7 @@ fn plaintext_imap_to_a_remote_host_needs_explicit_consent() {
 /// exactly once, one ticket per thread, one acknowledgement per ticket.
 #[test]
 fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
-    let desk = Desk::empty();
-    let dovecot = Dovecot::start(desk.dir.path());
-    use_imap(
-        &desk,
-        &dovecot,
-        "initial_sync = \"process\"\nbatch_size = 7",
-    );
+    let (desk, dovecot) = imap_desk("initial_sync = \"process\"\nbatch_size = 7");
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
