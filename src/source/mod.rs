@@ -18,6 +18,7 @@ pub struct SourceMessage {
     /// Only the header when the message was too large; `oversize` then says how large.
     pub raw: Vec<u8>,
     pub oversize: Option<u64>,
-    /// Found in the mailbox at the first sync: stored, never answered.
+    /// Found in the mailbox at the first sync, or when the server changed its
+    /// UIDVALIDITY: stored (recognised by Message-ID too), never answered.
     pub history: bool,
 }
