@@ -48,7 +48,34 @@ CREATE TABLE tickets (
     needs_staff  INTEGER NOT NULL DEFAULT 0 CHECK (needs_staff IN (0, 1)),
     flag_reason  TEXT,
     created_at   TEXT NOT NULL,
-    updated_at   TEXT NOT NULL
+    updated_at   TEXT NOT NULL,
+    -- set by rules
+    category     TEXT,
+    queue        TEXT,
+    -- an abuse case: its category and severity
+    case_category TEXT,
+    case_severity TEXT CHECK (case_severity IN ('low', 'normal', 'high', 'critical')),
+    incident_id  INTEGER REFERENCES incidents(id),
+    -- kept, never answered
+    quarantined  INTEGER NOT NULL DEFAULT 0 CHECK (quarantined IN (0, 1)),
+    -- a change waiting for confirmation from the registered address: what it is
+    confirmation TEXT
+);
+
+CREATE TABLE ticket_tags (
+    ticket INTEGER NOT NULL REFERENCES tickets(number),
+    tag    TEXT NOT NULL,
+    PRIMARY KEY (ticket, tag)
+) WITHOUT ROWID;
+
+-- An outage or other event that affects many accounts; tickets link to it.
+CREATE TABLE incidents (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    status      TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'resolved')),
+    impact      TEXT,
+    opened_at   TEXT NOT NULL,
+    resolved_at TEXT
 );
 CREATE INDEX tickets_status ON tickets(status);
 CREATE INDEX tickets_account ON tickets(account_id);

@@ -8,8 +8,17 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+/// An error stops a file from being used; a warning is shown and the file is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Diagnostic {
+    pub severity: Severity,
     pub file: PathBuf,
     /// 1-based; `None` when the problem concerns the whole file.
     pub line: Option<usize>,
@@ -21,12 +30,24 @@ pub struct Diagnostic {
 impl Diagnostic {
     pub fn error(file: &Path, message: impl Into<String>) -> Self {
         Self {
+            severity: Severity::Error,
             file: file.to_path_buf(),
             line: None,
             column: None,
             message: message.into(),
             hint: None,
         }
+    }
+
+    pub fn warning(file: &Path, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(file, message)
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
     }
 
     /// Places the diagnostic at a byte offset of `source`.
@@ -64,7 +85,11 @@ impl fmt::Display for Diagnostic {
                 write!(f, ":{column}")?;
             }
         }
-        write!(f, ": error: {}", self.message)?;
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, ": {severity}: {}", self.message)?;
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;
         }

@@ -13,6 +13,8 @@ pub mod identity;
 pub mod mail;
 pub mod outbox;
 pub mod pipeline;
+pub mod policy;
+pub mod rules;
 pub mod source;
 pub mod store;
 

@@ -5,13 +5,17 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
+use serde::Serialize;
 
-use crate::compose::Templates;
-use crate::config::Config;
-use crate::desk::decide::{Inbound, decide};
+use crate::compose::Composed;
+use crate::compose::variables::DeskVars;
+use crate::config::{Config, Time};
+use crate::desk::decide::{Decision, Inbound, decide};
+use crate::desk::hours::is_business_time;
 use crate::desk::thread::Threader;
-use crate::identity;
+use crate::identity::{self, Sender};
 use crate::mail::{ParsedMail, normalize_address};
+use crate::policy::{Policy, SharedPolicy};
 use crate::source::SourceMessage;
 use crate::store::apply::{self, Incoming, Outgoing};
 use crate::store::{Store, StoreError, cursors};
@@ -42,33 +46,65 @@ pub struct Pipeline {
 
 /// Everything but the database: what messages are read and answered with.
 struct Desk {
-    templates: Templates,
+    policy: SharedPolicy,
     threader: Threader,
     own_addresses: Vec<String>,
-    desk_name: String,
-    support_address: String,
+    vars: DeskVars,
     default_language: String,
+    time: Time,
+}
+
+/// What happened to one message, in full: for `maildesk rules test`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explained {
+    pub sender: String,
+    pub language: Option<String>,
+    pub business_hours: bool,
+    /// The ticket the message continues, if any.
+    pub ticket: Option<i64>,
+    pub decision: Decision,
+    #[serde(serialize_with = "serialize_mails")]
+    pub mails: Vec<Composed>,
+}
+
+fn serialize_mails<S: serde::Serializer>(mails: &[Composed], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(mails.len()))?;
+    for mail in mails {
+        seq.serialize_element(&serde_json::json!({
+            "message_id": mail.message_id,
+            "from": mail.from,
+            "to": mail.to,
+            "subject": mail.subject,
+            "raw": String::from_utf8_lossy(&mail.raw),
+        }))?;
+    }
+    seq.end()
 }
 
 impl Pipeline {
     pub fn new(
         config: &Config,
         store: Store,
-        templates: Templates,
+        policy: SharedPolicy,
     ) -> Result<Pipeline, regex::Error> {
         let desk = &config.desk;
         Ok(Pipeline {
             store,
             desk: Desk {
-                templates,
+                policy,
                 threader: Threader::new(desk.ticket_tag.get_ref())?,
                 own_addresses: [&desk.support_address, &desk.abuse_address]
                     .iter()
                     .map(|a| normalize_address(a.get_ref()))
                     .collect(),
-                desk_name: desk.name.clone(),
-                support_address: desk.support_address.get_ref().clone(),
+                vars: DeskVars {
+                    name: desk.name.clone(),
+                    support_address: desk.support_address.get_ref().clone(),
+                    abuse_address: desk.abuse_address.get_ref().clone(),
+                },
                 default_language: desk.default_language.clone(),
+                time: config.time.clone(),
             },
         })
     }
@@ -100,13 +136,23 @@ impl Pipeline {
             .iter()
             .map(|m| ParsedMail::read(&m.raw, &self.desk.own_addresses))
             .collect();
+        // One policy for the whole batch, however a reload races with it.
+        let policy = self.desk.policy.current();
         let tx = self
             .store
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(messages.len());
         for (message, mail) in messages.iter().zip(&parsed) {
-            outcomes.push(self.desk.ingest_one(&tx, message, mail, now)?);
+            outcomes.push(
+                match self.desk.ingest_one(&tx, &policy, message, mail, now)? {
+                    Some(handled) => Outcome::Stored {
+                        ticket: handled.ticket,
+                        queued: handled.mails.len(),
+                    },
+                    None => Outcome::AlreadyStored,
+                },
+            );
         }
         if let Some(c) = cursor {
             cursors::advance(&tx, c.mailbox, c.uidvalidity, c.last_uid, now)?;
@@ -114,30 +160,86 @@ impl Pipeline {
         tx.commit()?;
         Ok(outcomes)
     }
+
+    /// Everything that would happen to `message`, rules matched and mails fully written,
+    /// computed by the very code that ingests, inside a transaction that is then rolled
+    /// back: no row is changed and nothing is sent.
+    pub fn explain(
+        &mut self,
+        message: &SourceMessage,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Explained>, StoreError> {
+        let mail = ParsedMail::read(&message.raw, &self.desk.own_addresses);
+        let policy = self.desk.policy.current();
+        let tx = self.store.conn.transaction()?;
+        let handled = self.desk.ingest_one(&tx, &policy, message, &mail, now)?;
+        tx.rollback()?;
+        Ok(handled.map(|h| Explained {
+            sender: describe(&h.sender),
+            language: mail.language.clone(),
+            business_hours: h.business_hours,
+            ticket: h.joined,
+            decision: h.decision,
+            mails: h.mails,
+        }))
+    }
+}
+
+/// One message through the desk.
+struct Handled {
+    sender: Sender,
+    business_hours: bool,
+    joined: Option<i64>,
+    ticket: Option<i64>,
+    decision: Decision,
+    mails: Vec<Composed>,
+}
+
+fn describe(sender: &Sender) -> String {
+    match sender {
+        Sender::Customer(a) => format!(
+            "registered customer {} ({}), account {} status {}",
+            a.name, a.email, a.reference, a.status
+        ),
+        Sender::Staff { email } => format!("staff {email}"),
+        Sender::Unregistered(address) => format!("unregistered sender {address}"),
+        Sender::Unverified { address, failure } => {
+            format!("unverified sender {address} ({failure})")
+        }
+        Sender::Unknown => "unknown sender (no usable From)".into(),
+    }
 }
 
 impl Desk {
+    /// `None` when the message was already stored.
     fn ingest_one(
         &self,
         tx: &Transaction<'_>,
+        policy: &Policy,
         message: &SourceMessage,
         mail: &ParsedMail,
         now: DateTime<Utc>,
-    ) -> Result<Outcome, StoreError> {
+    ) -> Result<Option<Handled>, StoreError> {
         let sha256 = crate::sha256_hex(&message.raw);
         if already_stored(tx, message, mail, &sha256)? {
-            return Ok(Outcome::AlreadyStored);
+            return Ok(None);
         }
-        let sender = identity::identify(tx, mail.from.as_deref())?;
+        let sender = identity::identify(tx, mail.from.as_deref(), mail.auth_failed.as_deref())?;
         let ticket = self.threader.find(tx, mail, &sender)?;
-        let effects = decide(Inbound {
-            role: message.role,
-            mail,
-            sender: &sender,
-            ticket: ticket.as_ref(),
-            history: message.history,
-            oversize: message.oversize,
-        });
+        let business_hours = is_business_time(&self.time, now);
+        let decision = decide(
+            Inbound {
+                mailbox: &message.mailbox,
+                role: message.role,
+                mail,
+                sender: &sender,
+                ticket: ticket.as_ref(),
+                history: message.history,
+                oversize: message.oversize,
+                business_hours,
+            },
+            policy,
+        );
         let incoming = Incoming {
             mailbox: &message.mailbox,
             role: message.role,
@@ -148,25 +250,30 @@ impl Desk {
             sender: &sender,
         };
         let outgoing = Outgoing {
-            templates: &self.templates,
+            templates: &policy.templates,
             threader: &self.threader,
-            desk_name: &self.desk_name,
-            support_address: &self.support_address,
+            desk: &self.vars,
             default_language: &self.default_language,
+            zone: self.time.zone,
         };
-        let applied = apply::apply(tx, &incoming, &effects, &outgoing, now)?;
+        let applied = apply::apply(tx, &incoming, &decision.effects, &outgoing, now)?;
         tracing::debug!(
             mailbox = %message.mailbox,
             key = %message.key,
             from = mail.from.as_deref().unwrap_or("-"),
             ticket = applied.ticket,
-            queued = applied.queued,
+            rules = decision.evaluation.matched.len(),
+            queued = applied.mails.len(),
             "stored message"
         );
-        Ok(Outcome::Stored {
+        Ok(Some(Handled {
+            business_hours,
+            joined: ticket.map(|t| t.number),
             ticket: applied.ticket,
-            queued: applied.queued,
-        })
+            sender,
+            decision,
+            mails: applied.mails,
+        }))
     }
 }
 

@@ -133,25 +133,25 @@ fn check_accepts_the_demo_and_reports_broken_templates() {
     let template = desk.examples().join("../templates/fr/support_ack.txt");
     std::fs::write(
         &template,
-        "Subject: {{ ticket.tag }}\n\nBonjour {{ account.nom }}\n{% if %}\n",
+        "Subject: {{ ticket.tag }}\nAudience: account\n\nBonjour {{ account.nom }}\n{% if %}\n",
     )
     .unwrap();
     let out = desk.maildesk(&["check"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains(&format!("{}:4: error: template syntax", template.display())),
+        err.contains(&format!("{}:5: error: template syntax", template.display())),
         "{err}"
     );
     std::fs::write(
         &template,
-        "Subject: {{ ticket.tag }}\n\nBonjour {{ account.nom }}\n",
+        "Subject: {{ ticket.tag }}\nAudience: account\n\nBonjour {{ account.nom }}\n",
     )
     .unwrap();
     let err = stderr(&desk.maildesk(&["check"]));
     assert!(
         err.contains(&format!(
-            "{}:3: error: fr/support_ack: `account.nom` is undefined",
+            "{}:4: error: fr/support_ack: `account.nom` is undefined",
             template.display()
         )),
         "{err}"

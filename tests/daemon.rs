@@ -21,7 +21,7 @@ fn daemon_polls_for_new_mail_and_exits_cleanly_on_sigterm() {
         desk.files_in("new").is_empty()
     });
     wait_for("the acknowledgements", limit, || {
-        desk.sent_mails().len() == 4
+        desk.sent_mails().len() == 5
     });
 
     desk.deliver(
@@ -29,7 +29,7 @@ fn daemon_polls_for_new_mail_and_exits_cleanly_on_sigterm() {
         b"From: ops@bigshop.example\r\nTo: support@acme-hosting.example\r\nSubject: Backup restore request\r\nMessage-ID: <restore@bigshop.example>\r\n\r\nPlease restore yesterday's backup.\r\n",
     );
     wait_for("the new mail to be acknowledged", limit, || {
-        desk.sent_mails().len() == 5
+        desk.sent_mails().len() == 6
     });
 
     let log = terminate(daemon);

@@ -59,8 +59,20 @@ fn demo_run_turns_mail_into_tickets_and_acknowledgements() {
     let mails = desk.sent_mails();
     assert_eq!(
         mails.len(),
-        4,
-        "acks for 3 customers + 1 notice to the stranger"
+        5,
+        "acks for 3 customers + 1 notice to the stranger + 1 staff notice for the outage"
+    );
+    // "Sito completamente down": urgent, and staff are told at once.
+    let notices = mail_to(&mails, "luca@acme-hosting.example");
+    assert_eq!(notices.len(), 1);
+    assert!(
+        notices[0].contains("Priority:       urgent"),
+        "{}",
+        notices[0]
+    );
+    assert_eq!(
+        header(notices[0], "Auto-Submitted").as_deref(),
+        Some("auto-generated")
     );
 
     // Registered customer: ack with the ticket number, to the registered address.
@@ -192,7 +204,7 @@ fn message_seen_again_after_a_crash_is_not_duplicated() {
         )
         .unwrap();
     assert_eq!(count, 7);
-    assert_eq!(desk.sent_mails().len(), 4);
+    assert_eq!(desk.sent_mails().len(), 5);
     assert!(desk.files_in("new").is_empty(), "acknowledged this time");
 }
 
@@ -226,7 +238,18 @@ fn ticket_show_has_every_message_and_event() {
         .collect();
     assert_eq!(
         kinds,
-        vec!["ticket.opened", "mail.queued", "message.added", "mail.sent"]
+        vec![
+            "ticket.opened",
+            "rule.matched",
+            "mail.queued",
+            "message.added",
+            "mail.sent"
+        ]
+    );
+    let rule = &thread["events"][1]["detail"];
+    assert!(
+        rule.as_str().unwrap().contains("acknowledge-new-ticket"),
+        "{rule}"
     );
 
     let text = desk.ok(&["tickets", "show", &number]);
@@ -269,7 +292,17 @@ fn customer_writing_on_a_resolved_ticket_reopens_it() {
     desk.ok(&["run", "--once"]);
     let thread = desk.json(&["tickets", "show", "1", "--json"]);
     assert_eq!(thread["ticket"]["status"], "open");
-    assert_eq!(desk.sent_mails().len(), 4, "a follow-up gets no second ack");
+    let mails = desk.sent_mails();
+    assert_eq!(
+        mail_to(&mails, "mario.rossi@pizzeria-rossi.example").len(),
+        1,
+        "a follow-up gets no second ack"
+    );
+    assert_eq!(
+        mail_to(&mails, "luca@acme-hosting.example").len(),
+        2,
+        "staff hear of every message on an outage ticket"
+    );
 }
 
 #[test]
@@ -311,5 +344,5 @@ fn staff_may_write_on_any_ticket_and_are_not_acknowledged() {
     assert_eq!(last["from"], "luca@acme-hosting.example");
     let actor = thread["events"].as_array().unwrap().last().unwrap()["actor"].clone();
     assert_eq!(actor, "staff:luca@acme-hosting.example");
-    assert_eq!(desk.sent_mails().len(), 4);
+    assert_eq!(desk.sent_mails().len(), 5, "nothing sent for a staff note");
 }

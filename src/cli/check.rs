@@ -1,25 +1,48 @@
 use std::process::ExitCode;
 
-use maildesk::compose::Templates;
 use maildesk::config::Config;
+use maildesk::daemon::reload::Health;
 
-/// The config was already validated on load; this checks the templates too.
+/// The config was already validated on load; this checks rules and templates too, and
+/// shows whether a running daemon refused the files on disk.
 pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
     println!(
         "{}: ok ({} mailbox(es))",
         config.file.display(),
         config.mailboxes.len()
     );
-    match Templates::load(config.templates_dir.get_ref()) {
-        Ok(_) => {
-            println!("{}: ok", config.templates_dir.get_ref().display());
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(problems) => {
-            for problem in &problems {
-                eprintln!("{problem}");
+    let files = config.policy_files();
+    let (policy, problems) = files.load();
+    for problem in &problems {
+        eprintln!("{problem}");
+    }
+    if let Some(policy) = &policy {
+        let warnings = problems.len();
+        println!(
+            "{}: ok ({} rule(s){})",
+            files.rules_dir.display(),
+            policy.rules.rules.len(),
+            match warnings {
+                0 => String::new(),
+                n => format!(", {n} warning(s)"),
             }
-            Ok(ExitCode::FAILURE)
+        );
+        println!("{}: ok", files.templates_dir.display());
+    }
+    if let Some(health) = Health::read(&config.health_file())
+        && let Some(rejected) = &health.rejected
+    {
+        eprintln!(
+            "the daemon (pid {}) refused to reload at {} and still serves the rules and templates loaded at {}:",
+            health.pid, rejected.at, health.policy_loaded_at
+        );
+        for problem in &rejected.problems {
+            eprintln!("  {problem}");
         }
     }
+    Ok(if policy.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

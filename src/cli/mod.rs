@@ -2,6 +2,7 @@
 
 mod accounts;
 mod check;
+mod rules;
 mod run;
 mod tickets;
 
@@ -29,8 +30,11 @@ struct Cli {
 enum Command {
     /// Read the mailboxes, store and answer mail, deliver the outbox
     Run(run::Args),
-    /// Validate the config and templates without touching any mailbox
+    /// Validate the config, rules and templates without touching any mailbox
     Check,
+    /// Rules: try them on a message
+    #[command(subcommand)]
+    Rules(rules::Command),
     /// The account registry
     #[command(subcommand)]
     Accounts(accounts::Command),
@@ -54,6 +58,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(&config, args),
         Command::Check => check::check(&config),
+        Command::Rules(command) => rules::run(&config, command),
         Command::Accounts(command) => accounts::run(&config, command),
         Command::Tickets(command) => tickets::run(&config, command),
     }

@@ -60,7 +60,7 @@ fn default_language() -> String {
     "en".into()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Time {
     pub zone: Tz,
@@ -357,6 +357,19 @@ impl Config {
             Some(config) if problems.is_empty() => Ok(config),
             _ => Err(ConfigError::Invalid(Diagnostics(problems))),
         }
+    }
+
+    /// Where rules and templates are read from.
+    pub fn policy_files(&self) -> crate::policy::PolicyFiles {
+        crate::policy::PolicyFiles {
+            rules_dir: self.rules_dir.get_ref().clone(),
+            templates_dir: self.templates_dir.get_ref().clone(),
+        }
+    }
+
+    /// The running daemon's health report: next to the database, `<name>.health.json`.
+    pub fn health_file(&self) -> PathBuf {
+        self.database.get_ref().with_extension("health.json")
     }
 
     fn resolve_paths(&mut self, base: &Path) {

@@ -1,15 +1,28 @@
-//! What happens because a message arrived: a pure function of the message, who sent it
-//! and the ticket it continues. No I/O, so every policy here is tested directly.
+//! What happens because a message arrived: a pure function of the message, who sent it,
+//! the ticket it continues and the admin's rules. No I/O, so every policy here is tested
+//! directly.
+//!
+//! Rules choose; code guards. Whatever the rules say, automated mail and history are
+//! never answered, a quarantined message is never answered, and each mail goes to the
+//! audience its template declares, with the address chosen here from the sender's
+//! identity, never from a header.
 
+use serde::Serialize;
+
+use crate::compose::Audience;
 use crate::config::Role;
-use crate::desk::{Effect, MailKind, Priority, Recipient};
+use crate::desk::{Effect, Recipient};
 use crate::identity::Sender;
 use crate::mail::ParsedMail;
+use crate::policy::Policy;
+use crate::rules::{CONFIRMATION_REQUEST, Evaluation, Facts, STAFF_NOTICE, SenderKind};
 use crate::store::tickets::TicketRef;
 
 /// Everything [`decide`] may look at.
 #[derive(Debug, Clone, Copy)]
 pub struct Inbound<'a> {
+    /// The configured mailbox the message came from.
+    pub mailbox: &'a str,
     pub role: Role,
     pub mail: &'a ParsedMail,
     pub sender: &'a Sender,
@@ -19,16 +32,25 @@ pub struct Inbound<'a> {
     pub history: bool,
     /// Too large to fetch: only its header is stored, and this is its size in bytes.
     pub oversize: Option<u64>,
+    /// Whether the message arrived inside business hours (see [`super::hours`]).
+    pub business_hours: bool,
 }
 
-pub fn decide(inbound: Inbound<'_>) -> Vec<Effect> {
+/// The effects to apply, and the rule evaluation they came from (for `rules test`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub effects: Vec<Effect>,
+    pub evaluation: Evaluation,
+}
+
+pub fn decide(inbound: Inbound<'_>, policy: &Policy) -> Decision {
     let Inbound {
-        role,
         mail,
         sender,
         ticket,
         history,
         oversize,
+        ..
     } = inbound;
     let mut effects = Vec::new();
     match ticket {
@@ -51,7 +73,6 @@ pub fn decide(inbound: Inbound<'_>) -> Vec<Effect> {
             } else {
                 mail.subject.clone()
             },
-            priority: Priority::Normal,
         }),
     }
     if let Some(reason) = &mail.malformed {
@@ -64,75 +85,223 @@ pub fn decide(inbound: Inbound<'_>) -> Vec<Effect> {
             reason: format!("message of {size} bytes is over the size limit: only its header is stored, the whole message stays on the mail server"),
         });
     }
-    if role == Role::Abuse && ticket.is_none() {
-        // Abuse reports are triaged by a person until the abuse policy is automated.
-        effects.push(Effect::FlagForStaff {
-            reason: "abuse report: needs triage".into(),
-        });
+    let evaluation = policy.rules.evaluate(&facts(&inbound));
+    rule_effects(&evaluation, ticket, &mut effects);
+    let sends = wanted_mails(&evaluation, sender);
+    guard(&inbound, &evaluation, policy, sends, &mut effects);
+    Decision {
+        effects,
+        evaluation,
     }
-    if let Some(reply) = acknowledgement(&inbound) {
-        effects.push(reply);
-    }
-    effects
 }
 
-/// The automatic answer to a message, or why there is none. `None`: nothing to record.
-fn acknowledgement(inbound: &Inbound<'_>) -> Option<Effect> {
-    let Inbound {
-        role,
-        mail,
-        sender,
-        ticket,
-        history,
-        ..
-    } = *inbound;
-    if ticket.is_some() {
-        // Only a new ticket is acknowledged; follow-ups are answered by people.
-        return None;
+fn facts<'a>(inbound: &Inbound<'a>) -> Facts<'a> {
+    let mail = inbound.mail;
+    Facts {
+        mailbox: inbound.mailbox,
+        role: inbound.role,
+        sender: match inbound.sender.kind() {
+            "registered" => SenderKind::Registered,
+            "staff" => SenderKind::Staff,
+            "unverified" => SenderKind::Unverified,
+            _ => SenderKind::Unregistered,
+        },
+        account_status: inbound.sender.account().map(|a| a.status.as_str()),
+        from: mail.from.as_deref(),
+        to: &mail.to,
+        subject: &mail.subject,
+        body: &mail.text,
+        headers: &mail.headers,
+        has_attachment: mail.attachments > 0,
+        language: mail.language.as_deref(),
+        category: inbound.ticket.and_then(|t| t.category.as_deref()),
+        business_hours: inbound.business_hours,
+        new_ticket: inbound.ticket.is_none(),
     }
-    if history {
-        return Some(Effect::SuppressReply {
-            reason: "imported as history at the mailbox's first sync".into(),
+}
+
+/// Everything the matched rules set, except mails.
+fn rule_effects(evaluation: &Evaluation, ticket: Option<&TicketRef>, effects: &mut Vec<Effect>) {
+    for matched in &evaluation.matched {
+        effects.push(Effect::RuleMatched {
+            rule: format!(
+                "{}:{} {}",
+                matched.file.display(),
+                matched.line,
+                matched.name
+            ),
+            reasons: matched
+                .reasons
+                .iter()
+                .map(|r| format!("{} ({:?})", r.condition, r.matched))
+                .collect::<Vec<_>>()
+                .join("; "),
         });
     }
-    if let Some(automated) = &mail.automated {
-        return Some(Effect::SuppressReply {
-            reason: format!("automated message: {automated}"),
+    let old_category = ticket.and_then(|t| t.category.as_deref());
+    let category = evaluation
+        .category
+        .clone()
+        .filter(|c| Some(c.as_str()) != old_category);
+    if evaluation.priority.is_some()
+        || category.is_some()
+        || evaluation.queue.is_some()
+        || !evaluation.tags.is_empty()
+    {
+        effects.push(Effect::Classify {
+            priority: evaluation.priority,
+            category,
+            queue: evaluation.queue.clone(),
+            tags: evaluation.tags.clone(),
         });
     }
-    if role == Role::Abuse {
-        return Some(Effect::SuppressReply {
-            reason: "abuse reports are not acknowledged automatically yet".into(),
+    if let Some(case) = &evaluation.abuse_case {
+        effects.push(Effect::OpenAbuseCase {
+            category: case.category.clone(),
+            severity: case.severity,
         });
     }
-    match sender {
-        Sender::Customer(account) => Some(Effect::Send {
-            kind: MailKind::SupportAck,
-            to: Recipient::RegisteredAddress {
-                account_id: account.id,
+    if let Some(name) = &evaluation.link_incident {
+        effects.push(Effect::LinkIncident { name: name.clone() });
+    }
+    for (reason, _) in &evaluation.notify_staff {
+        effects.push(Effect::FlagForStaff {
+            reason: reason.clone(),
+        });
+    }
+    if let Some((action, _)) = &evaluation.require_confirmation {
+        effects.push(Effect::AwaitConfirmation {
+            action: action.clone(),
+        });
+    }
+    if let Some(rule) = &evaluation.quarantine {
+        effects.push(Effect::Quarantine { rule: rule.clone() });
+    }
+}
+
+/// The mails the rules ask for, with the rule that asked: (template, rule).
+fn wanted_mails<'a>(evaluation: &'a Evaluation, sender: &Sender) -> Vec<(&'a str, &'a str)> {
+    let mut wanted: Vec<(&str, &str)> = Vec::new();
+    for (_, rule) in &evaluation.notify_staff {
+        if !wanted.iter().any(|(t, _)| *t == STAFF_NOTICE) {
+            wanted.push((STAFF_NOTICE, rule));
+        }
+    }
+    if let Some((_, rule)) = &evaluation.require_confirmation
+        && sender.account().is_some()
+    {
+        wanted.push((CONFIRMATION_REQUEST, rule));
+    }
+    for (template, rule) in &evaluation.replies {
+        if !wanted.iter().any(|(t, _)| t == template) {
+            wanted.push((template, rule));
+        }
+    }
+    wanted
+}
+
+/// Why a wanted mail is not sent.
+enum Hold {
+    /// By the reason recorded once for the whole message (history, automated mail).
+    Explained,
+    Because(String),
+}
+
+/// Turns wanted mails into `Send` effects, or into `SuppressReply` with the reason a
+/// mail must not go out. History and automated mail send nothing at all, not even to
+/// staff: a flood of either must not become a flood of mail. Quarantine and
+/// `suppress_reply` hold back answers, but staff are still told.
+fn guard(
+    inbound: &Inbound<'_>,
+    evaluation: &Evaluation,
+    policy: &Policy,
+    wanted: Vec<(&str, &str)>,
+    effects: &mut Vec<Effect>,
+) {
+    let mail = inbound.mail;
+    let blanket = if inbound.history {
+        Some("imported as history at the mailbox's first sync".to_string())
+    } else {
+        mail.automated
+            .as_ref()
+            .map(|automated| format!("automated message: {automated}"))
+    };
+    if let Some(reason) = &blanket
+        && !wanted.is_empty()
+    {
+        // Once for the message, whatever the rules wanted to send.
+        effects.push(Effect::SuppressReply {
+            reason: reason.clone(),
+        });
+    }
+    for (template, rule) in wanted {
+        let audience = policy.templates.audience(template);
+        let to = match audience {
+            Some(Audience::Staff) => Ok(Recipient::Staff),
+            Some(Audience::Account) => match inbound.sender.account() {
+                Some(account) => Ok(Recipient::RegisteredAddress {
+                    account_id: account.id,
+                }),
+                None => Err(format!(
+                    "{template} goes to an account's registered address, and the sender is not a registered customer"
+                )),
             },
-        }),
-        Sender::Unregistered(address) => Some(Effect::Send {
-            kind: MailKind::UnregisteredNotice,
-            to: Recipient::UnregisteredSender {
-                address: address.clone(),
+            Some(Audience::Sender) => match inbound.sender.address() {
+                Some(address) => Ok(Recipient::Sender {
+                    address: address.to_string(),
+                }),
+                None => Err(format!("{template}: no address to answer")),
             },
-        }),
-        Sender::Staff { .. } => None,
-        Sender::Unknown => Some(Effect::SuppressReply {
-            reason: "no address to answer".into(),
-        }),
+            None => Err(format!("{template}: no such template")),
+        };
+        let hold = if blanket.is_some() {
+            Some(Hold::Explained)
+        } else if audience == Some(Audience::Staff) {
+            None
+        } else if let Some(by) = &evaluation.quarantine {
+            Some(Hold::Because(format!(
+                "{template}: quarantined by rule {by}"
+            )))
+        } else {
+            evaluation.suppress_reply.as_ref().map(|by| {
+                Hold::Because(format!(
+                    "{template}: suppressed by rule {by} (asked for by rule {rule})"
+                ))
+            })
+        };
+        match (hold, to) {
+            (Some(Hold::Explained), _) => {}
+            (Some(Hold::Because(reason)), _) | (None, Err(reason)) => {
+                effects.push(Effect::SuppressReply { reason })
+            }
+            (None, Ok(to)) => effects.push(Effect::Send {
+                template: template.to_string(),
+                to,
+            }),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    //! The guards, on the default rules and templates shipped in the repository.
     use super::*;
     use crate::mail::Automated;
+    use crate::policy::PolicyFiles;
     use crate::store::accounts::Account;
 
+    fn policy() -> Policy {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let files = PolicyFiles {
+            rules_dir: root.join("rules"),
+            templates_dir: root.join("templates"),
+        };
+        let (policy, problems) = files.load();
+        policy.unwrap_or_else(|| panic!("default policy: {problems:#?}"))
+    }
+
     fn mail(from: &str) -> ParsedMail {
-        ParsedMail::read(format!("From: {from}\r\nReply-To: elsewhere@evil.example\r\nSubject: Site down\r\n\r\nhelp\r\n").as_bytes(), &[])
+        ParsedMail::read(format!("From: {from}\r\nReply-To: elsewhere@evil.example\r\nSubject: Question about my invoice\r\n\r\nhelp\r\n").as_bytes(), &[])
     }
 
     fn customer() -> Sender {
@@ -153,31 +322,43 @@ mod tests {
         ticket: Option<&'a TicketRef>,
     ) -> Inbound<'a> {
         Inbound {
+            mailbox: "support",
             role: Role::Support,
             mail,
             sender,
             ticket,
             history: false,
             oversize: None,
+            business_hours: true,
         }
     }
 
+    fn sends(effects: &[Effect]) -> Vec<(&str, &Recipient)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send { template, to } => Some((template.as_str(), to)),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
-    fn new_customer_mail_opens_a_ticket_acknowledged_at_the_registered_address() {
+    fn new_customer_mail_is_acknowledged_at_the_registered_address() {
         let m = mail("ann@example.com");
-        let effects = decide(inbound(&m, &customer(), None));
+        let d = decide(inbound(&m, &customer(), None), &policy());
         assert_eq!(
-            effects,
-            vec![
-                Effect::OpenTicket {
-                    subject: "Site down".into(),
-                    priority: Priority::Normal
-                },
-                Effect::Send {
-                    kind: MailKind::SupportAck,
-                    to: Recipient::RegisteredAddress { account_id: 7 }
-                },
-            ]
+            d.effects[0],
+            Effect::OpenTicket {
+                subject: "Question about my invoice".into()
+            }
+        );
+        assert_eq!(
+            sends(&d.effects),
+            vec![(
+                "support_ack",
+                &Recipient::RegisteredAddress { account_id: 7 }
+            )]
         );
     }
 
@@ -185,27 +366,43 @@ mod tests {
     fn stranger_gets_the_generic_notice_at_its_own_address() {
         let m = mail("who@else.example");
         let sender = Sender::Unregistered("who@else.example".into());
-        let effects = decide(inbound(&m, &sender, None));
+        let d = decide(inbound(&m, &sender, None), &policy());
         assert_eq!(
-            effects[1],
-            Effect::Send {
-                kind: MailKind::UnregisteredNotice,
-                to: Recipient::UnregisteredSender {
+            sends(&d.effects),
+            vec![(
+                "unregistered_notice",
+                &Recipient::Sender {
                     address: "who@else.example".into()
                 }
-            }
+            )]
         );
     }
 
     #[test]
-    fn automated_mail_is_never_answered() {
-        let mut m = mail("ann@example.com");
+    fn automated_mail_is_never_answered_not_even_to_staff() {
+        let mut m = ParsedMail::read(
+            b"From: ann@example.com\r\nSubject: Site down\r\n\r\nauto\r\n",
+            &[],
+        );
         m.automated = Some(Automated::AutoSubmitted("auto-replied".into()));
-        let effects = decide(inbound(&m, &customer(), None));
-        assert!(!effects.iter().any(|e| matches!(e, Effect::Send { .. })));
-        assert!(effects.iter().any(
-            |e| matches!(e, Effect::SuppressReply { reason } if reason.contains("Auto-Submitted"))
-        ));
+        let d = decide(inbound(&m, &customer(), None), &policy());
+        // The rules still classify it (urgent, notify staff) ...
+        assert!(
+            d.effects
+                .iter()
+                .any(|e| matches!(e, Effect::Classify { .. }))
+        );
+        // ... but nothing is sent, and the reason is recorded once.
+        assert!(sends(&d.effects).is_empty(), "{:#?}", d.effects);
+        let suppressed: Vec<_> = d
+            .effects
+            .iter()
+            .filter(|e| matches!(e, Effect::SuppressReply { .. }))
+            .collect();
+        assert_eq!(suppressed.len(), 1);
+        assert!(
+            matches!(suppressed[0], Effect::SuppressReply { reason } if reason.contains("Auto-Submitted"))
+        );
     }
 
     #[test]
@@ -216,10 +413,11 @@ mod tests {
             account_id: Some(7),
             requester: "ann@example.com".into(),
             status: "resolved".into(),
+            category: None,
         };
-        let effects = decide(inbound(&m, &customer(), Some(&ticket)));
+        let d = decide(inbound(&m, &customer(), Some(&ticket)), &policy());
         assert_eq!(
-            effects,
+            d.effects,
             vec![Effect::JoinTicket { number: 3 }, Effect::Reopen]
         );
     }
@@ -227,59 +425,90 @@ mod tests {
     #[test]
     fn malformed_mail_is_flagged_and_not_answered() {
         let m = ParsedMail::read(b"Subject: ???\r\n\r\n\x00\x01", &[]);
-        let effects = decide(inbound(&m, &Sender::Unknown, None));
+        let d = decide(inbound(&m, &Sender::Unknown, None), &policy());
         assert!(
-            matches!(&effects[1], Effect::FlagForStaff { reason } if reason.contains("no valid From"))
+            matches!(&d.effects[1], Effect::FlagForStaff { reason } if reason.contains("no valid From"))
         );
-        assert!(matches!(&effects[2], Effect::SuppressReply { .. }));
+        assert!(sends(&d.effects).is_empty());
+        assert!(d.effects.iter().any(
+            |e| matches!(e, Effect::SuppressReply { reason } if reason.contains("no address"))
+        ));
     }
 
     #[test]
     fn history_is_filed_but_never_answered() {
         let m = mail("ann@example.com");
-        let effects = decide(Inbound {
-            history: true,
-            ..inbound(&m, &customer(), None)
-        });
-        assert!(matches!(&effects[0], Effect::OpenTicket { .. }));
-        assert!(
-            matches!(&effects[1], Effect::SuppressReply { reason } if reason.contains("history"))
+        let d = decide(
+            Inbound {
+                history: true,
+                ..inbound(&m, &customer(), None)
+            },
+            &policy(),
         );
-        assert_eq!(effects.len(), 2);
+        assert!(matches!(&d.effects[0], Effect::OpenTicket { .. }));
+        assert!(sends(&d.effects).is_empty());
+        assert!(
+            d.effects.iter().any(
+                |e| matches!(e, Effect::SuppressReply { reason } if reason.contains("history"))
+            )
+        );
     }
 
     #[test]
     fn oversized_mail_is_flagged_and_still_acknowledged() {
         let m = mail("ann@example.com");
-        let effects = decide(Inbound {
-            oversize: Some(30_000_000),
-            ..inbound(&m, &customer(), None)
-        });
-        assert!(
-            matches!(&effects[1], Effect::FlagForStaff { reason } if reason.contains("30000000 bytes"))
+        let d = decide(
+            Inbound {
+                oversize: Some(30_000_000),
+                ..inbound(&m, &customer(), None)
+            },
+            &policy(),
         );
-        assert!(matches!(
-            &effects[2],
-            Effect::Send {
-                kind: MailKind::SupportAck,
-                ..
-            }
-        ));
+        assert!(
+            matches!(&d.effects[1], Effect::FlagForStaff { reason } if reason.contains("30000000 bytes"))
+        );
+        assert_eq!(sends(&d.effects)[0].0, "support_ack");
     }
 
     #[test]
-    fn abuse_reports_are_flagged_for_triage() {
+    fn unverified_sender_gets_no_account_mail() {
+        let m = mail("ann@example.com");
+        let sender = Sender::Unverified {
+            address: "ann@example.com".into(),
+            failure: "dmarc=fail".into(),
+        };
+        let d = decide(inbound(&m, &sender, None), &policy());
+        assert_eq!(sends(&d.effects)[0].0, "unregistered_notice");
+    }
+
+    #[test]
+    fn abuse_reports_open_a_case_ack_the_reporter_and_tell_staff() {
         let m = mail("reporter@isp.example");
         let sender = Sender::Unregistered("reporter@isp.example".into());
-        let effects = decide(Inbound {
-            role: Role::Abuse,
-            ..inbound(&m, &sender, None)
-        });
-        assert!(
-            effects
-                .iter()
-                .any(|e| matches!(e, Effect::FlagForStaff { reason } if reason.contains("abuse")))
+        let d = decide(
+            Inbound {
+                role: Role::Abuse,
+                mailbox: "abuse",
+                ..inbound(&m, &sender, None)
+            },
+            &policy(),
         );
-        assert!(!effects.iter().any(|e| matches!(e, Effect::Send { .. })));
+        assert!(
+            d.effects
+                .iter()
+                .any(|e| matches!(e, Effect::OpenAbuseCase { .. }))
+        );
+        assert_eq!(
+            sends(&d.effects),
+            vec![
+                ("staff_notice", &Recipient::Staff),
+                (
+                    "abuse_ack",
+                    &Recipient::Sender {
+                        address: "reporter@isp.example".into()
+                    }
+                )
+            ]
+        );
     }
 }

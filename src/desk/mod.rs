@@ -2,11 +2,14 @@
 //! because of it ([`decide`], pure). The effects are written by [`crate::store::apply`].
 
 pub mod decide;
+pub mod hours;
 pub mod thread;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+use crate::rules::Severity;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Low,
@@ -26,57 +29,67 @@ impl Priority {
     }
 }
 
-/// The mails maildesk writes on its own; each is a template of the same name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MailKind {
-    /// "We received your request", with the ticket number: to the registered address.
-    SupportAck,
-    /// To an address that belongs to no account: says nothing about any account.
-    UnregisteredNotice,
-}
-
-impl MailKind {
-    pub const ALL: [MailKind; 2] = [MailKind::SupportAck, MailKind::UnregisteredNotice];
-
-    pub fn template(self) -> &'static str {
-        match self {
-            MailKind::SupportAck => "support_ack",
-            MailKind::UnregisteredNotice => "unregistered_notice",
-        }
-    }
-}
-
 /// Who an outgoing mail goes to. A customer is named by account, never by address: the
 /// address is read from the registry when the mail is written, so no header of the
 /// incoming message can ever choose it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Recipient {
     RegisteredAddress {
         account_id: i64,
     },
-    /// Only for the unregistered-sender notice, which discloses nothing.
-    UnregisteredSender {
+    /// The address the message came from (unregistered sender, abuse reporter): only for
+    /// templates with `Audience: sender`, which get no account data.
+    Sender {
         address: String,
     },
+    /// Every staff member in the config.
+    Staff,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "effect")]
 pub enum Effect {
     OpenTicket {
         subject: String,
-        priority: Priority,
     },
     JoinTicket {
         number: i64,
     },
     /// A customer wrote again on a resolved or closed ticket.
     Reopen,
+    /// A rule matched: recorded in the audit log with the reasons.
+    RuleMatched {
+        rule: String,
+        reasons: String,
+    },
+    /// What rules set on the ticket; `None` and empty leave it as it is.
+    Classify {
+        priority: Option<Priority>,
+        category: Option<String>,
+        queue: Option<String>,
+        tags: Vec<String>,
+    },
     FlagForStaff {
         reason: String,
     },
+    OpenAbuseCase {
+        category: String,
+        severity: Severity,
+    },
+    /// A change the registered address must confirm before anyone acts on it.
+    AwaitConfirmation {
+        action: String,
+    },
+    LinkIncident {
+        name: String,
+    },
+    /// Kept and never answered.
+    Quarantine {
+        rule: String,
+    },
     Send {
-        kind: MailKind,
+        template: String,
         to: Recipient,
     },
     /// No automatic answer, and why (recorded in the audit log).

@@ -64,7 +64,7 @@ pub fn may_join(ticket: &TicketRef, sender: &Sender) -> bool {
     match sender {
         Sender::Staff { .. } => true,
         Sender::Customer(account) => ticket.account_id == Some(account.id),
-        Sender::Unregistered(address) => {
+        Sender::Unregistered(address) | Sender::Unverified { address, .. } => {
             ticket.account_id.is_none() && ticket.requester == *address
         }
         Sender::Unknown => false,
@@ -105,6 +105,7 @@ mod tests {
             account_id: Some(1),
             requester: "c1@example.com".into(),
             status: "new".into(),
+            category: None,
         };
         assert!(may_join(&ticket, &Sender::Customer(account(1))));
         assert!(!may_join(&ticket, &Sender::Customer(account(2))));
@@ -123,6 +124,7 @@ mod tests {
             account_id: None,
             requester: "x@y.example".into(),
             status: "new".into(),
+            category: None,
         };
         assert!(may_join(
             &stranger,

@@ -7,6 +7,8 @@ pub mod import;
 
 use rusqlite::Connection;
 
+#[cfg(doc)]
+use crate::mail::ParsedMail;
 use crate::store::StoreError;
 use crate::store::accounts::{self, Account};
 use crate::store::staff;
@@ -20,6 +22,13 @@ pub enum Sender {
     },
     /// A well-formed address that belongs to no account.
     Unregistered(String),
+    /// A registered address, but the receiving server reported that the message failed
+    /// authentication: it is not trusted as the account's owner (invariant 4), and its
+    /// answers go to the address it claims, never with account data.
+    Unverified {
+        address: String,
+        failure: String,
+    },
     /// No usable From address at all.
     Unknown,
 }
@@ -31,7 +40,28 @@ impl Sender {
             Sender::Customer(a) => format!("customer:{}", a.email),
             Sender::Staff { email } => format!("staff:{email}"),
             Sender::Unregistered(address) => format!("sender:{address}"),
+            Sender::Unverified { address, .. } => format!("unverified:{address}"),
             Sender::Unknown => "sender:unknown".into(),
+        }
+    }
+
+    /// How rules name this kind of sender.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Sender::Customer(_) => "registered",
+            Sender::Staff { .. } => "staff",
+            Sender::Unregistered(_) | Sender::Unknown => "unregistered",
+            Sender::Unverified { .. } => "unverified",
+        }
+    }
+
+    /// The address the message came from, if it had a usable one.
+    pub fn address(&self) -> Option<&str> {
+        match self {
+            Sender::Customer(a) => Some(&a.email),
+            Sender::Staff { email } => Some(email),
+            Sender::Unregistered(address) | Sender::Unverified { address, .. } => Some(address),
+            Sender::Unknown => None,
         }
     }
 
@@ -43,11 +73,22 @@ impl Sender {
     }
 }
 
-/// `from` is the normalised From address, if the message has a usable one.
-pub fn identify(conn: &Connection, from: Option<&str>) -> Result<Sender, StoreError> {
+/// `from` is the normalised From address, if the message has a usable one;
+/// `auth_failed` what the receiving server reported against it (see [`ParsedMail`]).
+pub fn identify(
+    conn: &Connection,
+    from: Option<&str>,
+    auth_failed: Option<&str>,
+) -> Result<Sender, StoreError> {
     let Some(from) = from else {
         return Ok(Sender::Unknown);
     };
+    if let Some(failure) = auth_failed {
+        return Ok(Sender::Unverified {
+            address: from.to_string(),
+            failure: failure.to_string(),
+        });
+    }
     if staff::is_staff(conn, from)? {
         return Ok(Sender::Staff {
             email: from.to_string(),

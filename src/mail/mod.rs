@@ -1,9 +1,11 @@
 //! Reading an incoming message: the facts the rest of the pipeline needs, taken once from
 //! the raw bytes. The raw bytes themselves are stored untouched; this is only a view.
 
+mod auth;
 mod automated;
+mod language;
 
-use mail_parser::{HeaderValue, MessageParser};
+use mail_parser::{Address, HeaderValue, Message, MessageParser};
 
 pub use automated::Automated;
 
@@ -16,7 +18,18 @@ pub struct ParsedMail {
     pub references: Vec<String>,
     /// Normalised From address (see [`normalize_address`]).
     pub from: Option<String>,
+    /// Normalised To and Cc addresses.
+    pub to: Vec<String>,
     pub subject: String,
+    /// Every header field as `(lower-case name, value on one line)`, for rules. Values the
+    /// parser decodes as text (Subject, Comments...) are decoded; others are as written.
+    pub headers: Vec<(String, String)>,
+    pub attachments: usize,
+    /// ISO 639-1 code of the language the message is written in, when it can be told.
+    pub language: Option<String>,
+    /// Set when the receiving server reported failed authentication (`dmarc=fail`...):
+    /// the From address is then not proof of who wrote the message.
+    pub auth_failed: Option<String>,
     /// The first text body (HTML converted by the parser when there is no text part).
     pub text: String,
     /// Set when the message cannot be handled automatically and needs a person.
@@ -37,7 +50,12 @@ impl ParsedMail {
                 in_reply_to: Vec::new(),
                 references: Vec::new(),
                 from: None,
+                to: Vec::new(),
                 subject: String::new(),
+                headers: Vec::new(),
+                attachments: 0,
+                language: None,
+                auth_failed: None,
                 text: String::from_utf8_lossy(raw).into_owned(),
                 malformed: Some("no header could be read".into()),
                 automated: None,
@@ -55,16 +73,35 @@ impl ParsedMail {
             None
         };
         let automated = automated::detect(&message, from.as_deref(), own_addresses);
+        let subject = message.subject().map(single_line).unwrap_or_default();
+        let text = message
+            .body_text(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default();
+        let headers = headers(&message);
         ParsedMail {
             message_id: message.message_id().map(str::to_string),
             in_reply_to: ids(message.in_reply_to()),
             references: ids(message.references()),
             from,
-            subject: message.subject().map(single_line).unwrap_or_default(),
-            text: message
-                .body_text(0)
-                .map(|t| t.into_owned())
-                .unwrap_or_default(),
+            to: [message.to(), message.cc()]
+                .into_iter()
+                .flatten()
+                .flat_map(Address::iter)
+                .filter_map(|a| a.address())
+                .map(normalize_address)
+                .collect(),
+            language: language::detect(&subject, &text),
+            auth_failed: auth::failure(
+                headers
+                    .iter()
+                    .filter(|(name, _)| name == "authentication-results")
+                    .map(|(_, value)| value.as_str()),
+            ),
+            attachments: message.attachment_count(),
+            headers,
+            subject,
+            text,
             malformed,
             automated,
         }
@@ -93,6 +130,24 @@ fn cr_only_to_crlf(raw: &[u8]) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+fn headers(message: &Message<'_>) -> Vec<(String, String)> {
+    let raw = message.raw_message();
+    message
+        .headers()
+        .iter()
+        .map(|h| {
+            let value = match &h.value {
+                HeaderValue::Text(text) => single_line(text),
+                _ => raw
+                    .get(h.offset_start as usize..h.offset_end as usize)
+                    .map(|bytes| single_line(&String::from_utf8_lossy(bytes)))
+                    .unwrap_or_default(),
+            };
+            (h.name.as_str().to_ascii_lowercase(), value)
+        })
+        .collect()
 }
 
 fn ids(value: &HeaderValue<'_>) -> Vec<String> {
@@ -152,6 +207,16 @@ mod tests {
         assert_eq!(m.text.trim(), "Hello");
         assert!(m.malformed.is_none());
         assert!(m.automated.is_none());
+        assert_eq!(m.to, vec!["support@desk.test"]);
+        assert!(
+            m.headers
+                .contains(&("subject".to_string(), "Café down".to_string()))
+        );
+        assert!(
+            m.headers
+                .iter()
+                .any(|(name, value)| name == "in-reply-to" && value.contains("x@desk.test"))
+        );
     }
 
     #[test]

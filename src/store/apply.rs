@@ -2,17 +2,23 @@
 //! outgoing mails, all inside the caller's transaction. Either all of a message's effects
 //! are committed, or none are and the message is still waiting at its source.
 
-use chrono::{DateTime, Utc};
-use minijinja::context;
-use rusqlite::{Transaction, params};
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{StoreError, accounts, timestamp};
+use super::{StoreError, accounts, staff, timestamp};
+use crate::compose::variables::{
+    CaseVars, ConfirmationVars, DeskVars, IncidentVars, MailFacts, MessageVars, TicketVars,
+};
 use crate::compose::{self, Composed, Draft, InReplyTo, Templates};
 use crate::config::Role;
 use crate::desk::thread::Threader;
-use crate::desk::{Effect, MailKind, Recipient};
+use crate::desk::{Effect, Recipient};
 use crate::identity::Sender;
 use crate::mail::ParsedMail;
+
+/// How long a customer has to act on an abuse warning before suspension (seed default).
+pub const ABUSE_DEADLINE: Duration = Duration::hours(48);
 
 /// A message as the source delivered it, with what was read from it.
 pub struct Incoming<'a> {
@@ -29,16 +35,18 @@ pub struct Incoming<'a> {
 pub struct Outgoing<'a> {
     pub templates: &'a Templates,
     pub threader: &'a Threader,
-    pub desk_name: &'a str,
-    pub support_address: &'a str,
+    pub desk: &'a DeskVars,
     pub default_language: &'a str,
+    /// The provider's time zone, for dates in mails.
+    pub zone: Tz,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Applied {
     pub message: i64,
     pub ticket: Option<i64>,
-    pub queued: usize,
+    /// The mails queued in the outbox.
+    pub mails: Vec<Composed>,
 }
 
 pub fn apply(
@@ -83,20 +91,21 @@ pub fn apply(
         Ok(())
     };
     let mut ticket = None;
-    let mut queued = 0;
+    let mut mails = Vec::new();
+    let mut facts = None;
+    let mut flags = Vec::new();
     for effect in effects {
         match effect {
-            Effect::OpenTicket { subject, priority } => {
+            Effect::OpenTicket { subject } => {
                 let sender = incoming.sender;
                 exec(tx,
-                    "INSERT INTO tickets (account_id, requester, mailbox_role, subject, priority, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                    "INSERT INTO tickets (account_id, requester, mailbox_role, subject, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
                     params![
                         sender.account().map(|a| a.id),
                         mail.from.as_deref().unwrap_or("unknown"),
                         incoming.role.as_str(),
                         subject,
-                        priority.as_str(),
                         at
                     ],
                 )?;
@@ -107,12 +116,7 @@ pub fn apply(
                     "UPDATE messages SET ticket = ?1 WHERE id = ?2",
                     params![number, message],
                 )?;
-                event(
-                    ticket,
-                    "ticket.opened",
-                    &actor,
-                    &format!("priority {}", priority.as_str()),
-                )?;
+                event(ticket, "ticket.opened", &actor, subject)?;
             }
             Effect::JoinTicket { number } => {
                 ticket = Some(*number);
@@ -136,48 +140,147 @@ pub fn apply(
                 )?;
                 event(ticket, "ticket.reopened", &actor, "customer wrote again")?;
             }
+            Effect::RuleMatched { rule, reasons } => {
+                event(
+                    ticket,
+                    "rule.matched",
+                    "rules",
+                    &format!("{rule}: {reasons}"),
+                )?;
+            }
+            Effect::Classify {
+                priority,
+                category,
+                queue,
+                tags,
+            } => {
+                exec(tx,
+                    "UPDATE tickets SET priority = coalesce(?1, priority), category = coalesce(?2, category),
+                            queue = coalesce(?3, queue), updated_at = ?4
+                      WHERE number = ?5",
+                    params![priority.map(|p| p.as_str()), category, queue, at, ticket],
+                )?;
+                for tag in tags {
+                    exec(
+                        tx,
+                        "INSERT OR IGNORE INTO ticket_tags (ticket, tag) VALUES (?1, ?2)",
+                        params![ticket, tag],
+                    )?;
+                }
+                let mut detail = Vec::new();
+                if let Some(p) = priority {
+                    detail.push(format!("priority {}", p.as_str()));
+                }
+                if let Some(c) = category {
+                    detail.push(format!("category {c}"));
+                }
+                if let Some(q) = queue {
+                    detail.push(format!("queue {q}"));
+                }
+                if !tags.is_empty() {
+                    detail.push(format!("tags {}", tags.join(", ")));
+                }
+                event(ticket, "ticket.classified", "rules", &detail.join(", "))?;
+            }
             Effect::FlagForStaff { reason } => {
+                flags.push(reason.as_str());
                 flag(tx, ticket, reason, &at)?;
                 event(ticket, "ticket.flagged", "system", reason)?;
+            }
+            Effect::OpenAbuseCase { category, severity } => {
+                exec(
+                    tx,
+                    "UPDATE tickets SET case_category = ?1, case_severity = ?2, updated_at = ?3 WHERE number = ?4",
+                    params![category, severity.as_str(), at, ticket],
+                )?;
+                event(
+                    ticket,
+                    "case.opened",
+                    "rules",
+                    &format!("category {category}, severity {}", severity.as_str()),
+                )?;
+            }
+            Effect::AwaitConfirmation { action } => {
+                exec(
+                    tx,
+                    "UPDATE tickets SET confirmation = ?1, status = 'waiting', updated_at = ?2 WHERE number = ?3",
+                    params![action, at, ticket],
+                )?;
+                event(ticket, "confirmation.requested", "rules", action)?;
+            }
+            Effect::LinkIncident { name } => {
+                exec(
+                    tx,
+                    "INSERT OR IGNORE INTO incidents (name, opened_at) VALUES (?1, ?2)",
+                    params![name, at],
+                )?;
+                exec(
+                    tx,
+                    "UPDATE tickets SET incident_id = (SELECT id FROM incidents WHERE name = ?1), updated_at = ?2
+                      WHERE number = ?3",
+                    params![name, at, ticket],
+                )?;
+                event(ticket, "incident.linked", "rules", name)?;
+            }
+            Effect::Quarantine { rule } => {
+                exec(
+                    tx,
+                    "UPDATE tickets SET quarantined = 1, updated_at = ?1 WHERE number = ?2",
+                    params![at, ticket],
+                )?;
+                event(
+                    ticket,
+                    "ticket.quarantined",
+                    "rules",
+                    &format!("by rule {rule}"),
+                )?;
             }
             Effect::SuppressReply { reason } => {
                 event(ticket, "reply.suppressed", "system", reason)?
             }
-            Effect::Send { kind, to } => {
-                match write_mail(tx, incoming, *kind, to, ticket, outgoing, now)? {
-                    Ok(composed) => {
-                        exec(tx,
-                        "INSERT INTO messages (direction, mailbox, message_id, sha256, size, raw, from_addr, subject, ticket, received_at)
-                         VALUES ('out', 'outbox', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        params![
-                            composed.message_id,
-                            crate::sha256_hex(&composed.raw),
-                            composed.raw.len() as i64,
-                            composed.raw,
-                            composed.from,
-                            composed.subject,
-                            ticket,
-                            at
-                        ],
-                    )?;
-                        let out = tx.last_insert_rowid();
-                        exec(
-                            tx,
-                            "INSERT INTO outbox (message, envelope_from, recipient, next_attempt_at) VALUES (?1, ?2, ?3, ?4)",
-                            params![out, composed.from, composed.to, at],
-                        )?;
-                        queued += 1;
-                        event(
-                            ticket,
-                            "mail.queued",
-                            "system",
-                            &format!("{} to {}", kind.template(), composed.to),
-                        )?;
-                    }
-                    Err(problem) => {
-                        let reason = format!("could not write {}: {problem}", kind.template());
-                        flag(tx, ticket, &reason, &at)?;
-                        event(ticket, "ticket.flagged", "system", &reason)?;
+            Effect::Send { template, to } => {
+                // Read once, after the ticket effects: every mail shows the final state.
+                let facts = match &mut facts {
+                    Some(facts) => facts,
+                    None => facts.insert(MailFacts {
+                        reason: (!flags.is_empty()).then(|| flags.join("; ")),
+                        ..mail_facts(tx, incoming, ticket, outgoing, now)?
+                    }),
+                };
+                for (n, address, language) in recipients(tx, to, incoming, outgoing)? {
+                    let unique = match n {
+                        0 => incoming.sha256[..16].to_string(),
+                        n => format!("{}.{n}", &incoming.sha256[..16]),
+                    };
+                    let draft = Draft {
+                        template,
+                        language: &language,
+                        from_name: &outgoing.desk.name,
+                        from_address: from_address(incoming.role, outgoing.desk),
+                        to: &address,
+                        facts,
+                        answering: InReplyTo {
+                            message_id: incoming.mail.message_id.as_deref(),
+                            references: &incoming.mail.references,
+                        },
+                        unique: &unique,
+                    };
+                    match compose::compose(outgoing.templates, draft, now) {
+                        Ok(composed) => {
+                            queue(tx, &composed, ticket, &at)?;
+                            event(
+                                ticket,
+                                "mail.queued",
+                                "system",
+                                &format!("{template} to {}", composed.to),
+                            )?;
+                            mails.push(composed);
+                        }
+                        Err(problem) => {
+                            let reason = format!("could not write {template}: {problem}");
+                            flag(tx, ticket, &reason, &at)?;
+                            event(ticket, "ticket.flagged", "system", &reason)?;
+                        }
                     }
                 }
             }
@@ -186,8 +289,45 @@ pub fn apply(
     Ok(Applied {
         message,
         ticket,
-        queued,
+        mails,
     })
+}
+
+fn queue(
+    tx: &Transaction<'_>,
+    composed: &Composed,
+    ticket: Option<i64>,
+    at: &str,
+) -> Result<(), StoreError> {
+    exec(tx,
+        "INSERT INTO messages (direction, mailbox, message_id, sha256, size, raw, from_addr, subject, ticket, received_at)
+         VALUES ('out', 'outbox', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            composed.message_id,
+            crate::sha256_hex(&composed.raw),
+            composed.raw.len() as i64,
+            composed.raw,
+            composed.from,
+            composed.subject,
+            ticket,
+            at
+        ],
+    )?;
+    let out = tx.last_insert_rowid();
+    exec(
+        tx,
+        "INSERT INTO outbox (message, envelope_from, recipient, next_attempt_at) VALUES (?1, ?2, ?3, ?4)",
+        params![out, composed.from, composed.to, at],
+    )?;
+    Ok(())
+}
+
+/// Abuse mail is answered from the abuse address, everything else from support.
+fn from_address(role: Role, desk: &DeskVars) -> &str {
+    match role {
+        Role::Support => &desk.support_address,
+        Role::Abuse => &desk.abuse_address,
+    }
 }
 
 /// Runs a statement through the connection's cache of prepared statements: the same few
@@ -215,58 +355,126 @@ fn flag(
     Ok(())
 }
 
-/// Renders one mail. The outer error aborts the transaction (the database failed); the
-/// inner one is a problem with this mail only, which staff are told about.
-fn write_mail(
+/// Who receives a mail to `to`: `(index, address, language)`. Addresses come from the
+/// registry, the staff list, or the message's own sender, never from any other header.
+fn recipients(
+    tx: &Transaction<'_>,
+    to: &Recipient,
+    incoming: &Incoming<'_>,
+    out: &Outgoing<'_>,
+) -> Result<Vec<(usize, String, String)>, StoreError> {
+    Ok(match to {
+        Recipient::RegisteredAddress { account_id } => {
+            match accounts::find_by_id(tx, *account_id)? {
+                Some(account) => vec![(0, account.email, account.language)],
+                None => Vec::new(),
+            }
+        }
+        Recipient::Sender { address } => {
+            // The sender's own language if we have its mail in it, else the desk's.
+            let language = incoming
+                .mail
+                .language
+                .clone()
+                .filter(|l| out.templates.has_language(l))
+                .unwrap_or_else(|| out.default_language.to_string());
+            vec![(0, address.clone(), language)]
+        }
+        Recipient::Staff => staff::all(tx)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, email)| (i + 1, email, out.default_language.to_string()))
+            .collect(),
+    })
+}
+
+/// Everything templates may show, read from the ticket as it now stands.
+fn mail_facts(
     tx: &Transaction<'_>,
     incoming: &Incoming<'_>,
-    kind: MailKind,
-    to: &Recipient,
     ticket: Option<i64>,
     out: &Outgoing<'_>,
     now: DateTime<Utc>,
-) -> Result<Result<Composed, String>, StoreError> {
-    let desk = context! { name => out.desk_name, support_address => out.support_address };
-    let (address, language, ctx) = match to {
-        Recipient::RegisteredAddress { account_id } => {
-            let Some(account) = accounts::find_by_id(tx, *account_id)? else {
-                return Ok(Err(format!("account {account_id} no longer exists")));
-            };
-            let subject: String = match ticket {
-                Some(n) => tx
-                    .prepare_cached("SELECT subject FROM tickets WHERE number = ?1")?
-                    .query_row([n], |r| r.get(0))?,
-                None => incoming.mail.subject.clone(),
-            };
-            let ctx = context! {
-                desk,
-                ticket => context! {
-                    number => ticket,
-                    tag => ticket.map(|n| out.threader.subject_tag(n)),
-                    subject,
+) -> Result<MailFacts, StoreError> {
+    let mail = incoming.mail;
+    let row = match ticket {
+        Some(n) => tx
+            .prepare_cached(
+                "SELECT t.subject, t.priority, t.category, t.queue, t.status, t.case_category, t.case_severity,
+                        i.name, i.impact, i.status, i.opened_at, i.resolved_at, t.confirmation
+                   FROM tickets t LEFT JOIN incidents i ON i.id = t.incident_id
+                  WHERE t.number = ?1",
+            )?
+            .query_row([n], |r| {
+                Ok((
+                    TicketVars {
+                        number: n,
+                        tag: out.threader.subject_tag(n),
+                        subject: r.get(0)?,
+                        priority: r.get(1)?,
+                        category: r.get(2)?,
+                        queue: r.get(3)?,
+                        status: r.get(4)?,
+                    },
+                    (r.get::<_, Option<String>>(5)?, r.get::<_, Option<String>>(6)?),
+                    IncidentVars {
+                        name: r.get(7)?,
+                        impact: r.get(8)?,
+                        status: r.get(9)?,
+                        update: None,
+                        started_at: r.get(10)?,
+                        resolved_at: r.get(11)?,
+                    },
+                    r.get::<_, Option<String>>(12)?,
+                ))
+            })
+            .optional()?,
+        None => None,
+    };
+    let (ticket, (case_category, case_severity), incident, confirmation) =
+        row.unwrap_or_else(|| {
+            (
+                TicketVars {
+                    number: 0,
+                    tag: String::new(),
+                    subject: mail.subject.clone(),
+                    priority: "normal".into(),
+                    category: None,
+                    queue: None,
+                    status: "new".into(),
                 },
-                account => context! { name => account.name, reference => account.reference },
-            };
-            (account.email, account.language, ctx)
-        }
-        Recipient::UnregisteredSender { address } => (
-            address.clone(),
-            out.default_language.to_string(),
-            context! { desk },
-        ),
+                (None, None),
+                IncidentVars::default(),
+                None,
+            )
+        });
+    let local = |t: DateTime<Utc>| {
+        t.with_timezone(&out.zone)
+            .format("%Y-%m-%d %H:%M %Z")
+            .to_string()
     };
-    let draft = Draft {
-        kind,
-        language: &language,
-        from_name: out.desk_name,
-        from_address: out.support_address,
-        to: &address,
-        context: ctx,
-        answering: InReplyTo {
-            message_id: incoming.mail.message_id.as_deref(),
-            references: &incoming.mail.references,
+    let deadline = case_category.as_ref().map(|_| local(now + ABUSE_DEADLINE));
+    Ok(MailFacts {
+        desk: out.desk.clone(),
+        ticket,
+        message: MessageVars {
+            subject: mail.subject.clone(),
+            from: mail.from.clone(),
+            date: local(now),
+            language: mail.language.clone(),
+            text: mail.text.clone(),
         },
-        unique: &incoming.sha256[..16],
-    };
-    Ok(compose::compose(out.templates, draft, now).map_err(|e| e.to_string()))
+        account: incoming.sender.account().cloned(),
+        case: CaseVars {
+            category: case_category,
+            severity: case_severity,
+            deadline,
+            outcome: None,
+        },
+        incident,
+        confirmation: ConfirmationVars {
+            action: confirmation,
+        },
+        reason: None,
+    })
 }

@@ -13,9 +13,12 @@ const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// Upgrade steps: `(version reached, SQL)`, in order. Add a step and update `schema.sql`
 /// together; the tests below check that both give the same schema.
-const STEPS: &[(u32, &str)] = &[(2, include_str!("migrations/0002_imap_first_sync.sql"))];
+const STEPS: &[(u32, &str)] = &[
+    (2, include_str!("migrations/0002_imap_first_sync.sql")),
+    (3, include_str!("migrations/0003_rules.sql")),
+];
 
-pub const LATEST_VERSION: u32 = 2;
+pub const LATEST_VERSION: u32 = 3;
 
 pub(super) fn migrate(conn: &mut Connection, name: &str) -> Result<(), StoreError> {
     migrate_with(conn, name, SCHEMA, LATEST_VERSION, STEPS)

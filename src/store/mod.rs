@@ -55,6 +55,14 @@ impl Store {
         migrations::migrate(&mut conn, &path.display().to_string())?;
         Ok(Store { conn })
     }
+
+    /// A new, empty database in memory: for a dry run when no database exists yet.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let mut conn = Connection::open_in_memory()?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrations::migrate(&mut conn, ":memory:")?;
+        Ok(Store { conn })
+    }
 }
 
 /// The one timestamp format of the database: RFC 3339, UTC, sortable as text.

@@ -31,3 +31,10 @@ impl Store {
         Ok(())
     }
 }
+
+/// Every staff address, for notices to staff.
+pub fn all(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT email FROM staff ORDER BY email")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -14,12 +14,13 @@ pub struct TicketRef {
     pub account_id: Option<i64>,
     pub requester: String,
     pub status: String,
+    pub category: Option<String>,
 }
 
 pub fn ticket_ref(conn: &Connection, number: i64) -> Result<Option<TicketRef>, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT number, account_id, requester, status FROM tickets WHERE number = ?1",
+            "SELECT number, account_id, requester, status, category FROM tickets WHERE number = ?1",
         )?
         .query_row([number], |r| {
             Ok(TicketRef {
@@ -27,6 +28,7 @@ pub fn ticket_ref(conn: &Connection, number: i64) -> Result<Option<TicketRef>, S
                 account_id: r.get(1)?,
                 requester: r.get(2)?,
                 status: r.get(3)?,
+                category: r.get(4)?,
             })
         })
         .optional()?)

@@ -3,6 +3,8 @@
 //! before exiting (a batch commits and is acknowledged), so a stop never leaves a message
 //! half-handled.
 
+pub mod reload;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,12 +14,12 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::compose::Templates;
 use crate::config::{Config, SourceKind};
 use crate::diag::Diagnostics;
 use crate::identity::import::{ImportFileError, import_file};
 use crate::outbox::{self, Transport, TransportError};
 use crate::pipeline::{Outcome, Pipeline};
+use crate::policy::SharedPolicy;
 use crate::source::imap::{self, ImapError, ImapMailbox, Watch};
 use crate::source::maildir::Maildir;
 use crate::store::{Store, StoreError};
@@ -26,8 +28,8 @@ use crate::store::{Store, StoreError};
 pub enum DaemonError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("templates are broken:\n{0}")]
-    Templates(Diagnostics),
+    #[error("rules or templates are broken:\n{0}")]
+    Policy(Diagnostics),
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error("accounts_file: {0}")]
@@ -70,8 +72,23 @@ const OUTBOX_INTERVAL: Duration = Duration::from_secs(30);
 
 pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> {
     // Read and compiled once: every mailbox answers from the same set.
-    let templates = Templates::load(config.templates_dir.get_ref())
-        .map_err(|d| DaemonError::Templates(Diagnostics(d)))?;
+    let files = config.policy_files();
+    let (policy, problems) = files.load();
+    for warning in problems.iter().filter(|d| !d.is_error()) {
+        tracing::warn!(problem = %warning, "rules");
+    }
+    let Some(policy) = policy else {
+        return Err(DaemonError::Policy(Diagnostics(problems)));
+    };
+    let started_at = Utc::now();
+    let health = reload::Health {
+        pid: std::process::id(),
+        started_at,
+        policy_loaded_at: started_at,
+        rules: policy.rules.rules.len(),
+        rejected: None,
+    };
+    let policy = SharedPolicy::new(policy);
     let db = config.database.get_ref();
     let mut outbox_store = Store::open(db)?;
     outbox_store.sync_staff(&config.staff)?;
@@ -82,6 +99,15 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
     let transport = Transport::from_config(&config.outgoing)?;
     let shutdown = CancellationToken::new();
     listen_for_signals(shutdown.clone())?;
+    if !once {
+        let reloader = reload::Reloader {
+            files,
+            policy: policy.clone(),
+            health_file: config.health_file(),
+            health,
+        };
+        tokio::spawn(reloader.run(shutdown.clone()));
+    }
     let watch = Watch {
         shutdown: shutdown.clone(),
         once,
@@ -108,7 +134,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
                 let pipeline = Arc::new(Mutex::new(Pipeline::new(
                     config,
                     Store::open(db)?,
-                    templates.clone(),
+                    policy.clone(),
                 )?));
                 let watch = watch.clone();
                 sources.spawn(async move {
@@ -128,7 +154,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
         }
     }
     if !maildirs.is_empty() {
-        let pipeline = Pipeline::new(config, Store::open(db)?, templates)?;
+        let pipeline = Pipeline::new(config, Store::open(db)?, policy)?;
         sources.spawn(watch_maildirs(pipeline, maildirs, watch.clone()));
     }
     tracing::info!(mailboxes = config.mailboxes.len(), once, "maildesk started");

@@ -1,0 +1,367 @@
+//! Matching: a pure function of the message's facts and the compiled rules.
+//!
+//! Every pattern of one field (subject, body, a header...) is in one [`RegexSet`], run
+//! at most once per message and only when a rule whose other conditions hold needs it,
+//! so a thousand rules cost one pass over the body, not a thousand.
+
+use std::cell::OnceCell;
+use std::path::PathBuf;
+
+use regex::{Regex, RegexSet};
+use serde::Serialize;
+
+use super::model::{AbuseCaseDef, SenderKind};
+use crate::config::Role;
+use crate::desk::Priority;
+
+/// What a pattern is matched against.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    /// The From address, normalised.
+    From,
+    /// Each To and Cc address.
+    To,
+    Subject,
+    /// The message's text (HTML converted when there is no text part).
+    Body,
+    /// Each value of the header with this lower-case name.
+    Header(String),
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Field::From => f.write_str("from"),
+            Field::To => f.write_str("to"),
+            Field::Subject => f.write_str("subject"),
+            Field::Body => f.write_str("body"),
+            Field::Header(name) => write!(f, "header.{name}"),
+        }
+    }
+}
+
+/// All patterns on one field.
+#[derive(Debug)]
+pub(super) struct FieldSet {
+    pub field: Field,
+    pub set: RegexSet,
+    /// The same patterns one by one, to show what matched.
+    pub each: Vec<Regex>,
+}
+
+/// A pattern condition: pattern `index` of field set `set`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PatternRef {
+    pub set: usize,
+    pub index: usize,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Conditions {
+    pub mailbox: Option<Vec<String>>,
+    pub role: Option<Vec<Role>>,
+    pub sender: Option<Vec<SenderKind>>,
+    pub account_status: Option<Vec<String>>,
+    pub patterns: Vec<PatternRef>,
+    pub has_attachment: Option<bool>,
+    pub language: Option<Vec<String>>,
+    pub category: Option<Vec<String>>,
+    pub business_hours: Option<bool>,
+    pub new_ticket: Option<bool>,
+}
+
+/// What a rule does when it matches.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Actions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify_staff: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub suppress_reply: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub quarantine: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abuse_case: Option<AbuseCaseDef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_confirmation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_incident: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub name: String,
+    pub file: PathBuf,
+    pub line: usize,
+    pub description: Option<String>,
+    pub(super) when: Conditions,
+    pub then: Actions,
+    pub stop: bool,
+}
+
+impl Rule {
+    /// `rules/10-support.toml:12 urgent-when-down`, as logs and `rules test` name it.
+    pub fn locator(&self) -> String {
+        format!("{}:{} {}", self.file.display(), self.line, self.name)
+    }
+}
+
+/// A loaded, compiled set of rules, in evaluation order.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    pub(super) sets: Vec<FieldSet>,
+}
+
+/// What is known about a message when rules look at it.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub mailbox: &'a str,
+    pub role: Role,
+    pub sender: SenderKind,
+    pub account_status: Option<&'a str>,
+    pub from: Option<&'a str>,
+    pub to: &'a [String],
+    pub subject: &'a str,
+    pub body: &'a str,
+    pub headers: &'a [(String, String)],
+    pub has_attachment: bool,
+    pub language: Option<&'a str>,
+    /// The ticket's category before this message (rules may change it as they go).
+    pub category: Option<&'a str>,
+    pub business_hours: bool,
+    pub new_ticket: bool,
+}
+
+/// One condition of a matched rule, and what it saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reason {
+    pub condition: String,
+    pub matched: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Matched {
+    /// Index into [`RuleSet::rules`].
+    #[serde(skip)]
+    pub rule: usize,
+    pub name: String,
+    pub file: PathBuf,
+    pub line: usize,
+    pub reasons: Vec<Reason>,
+    pub stop: bool,
+}
+
+/// The rules that matched, in order, and their actions merged: later rules override
+/// single values (priority, category, queue), lists accumulate (tags, replies, notices).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Evaluation {
+    pub matched: Vec<Matched>,
+    pub priority: Option<Priority>,
+    pub category: Option<String>,
+    pub tags: Vec<String>,
+    pub queue: Option<String>,
+    /// (template, rule name)
+    pub replies: Vec<(String, String)>,
+    /// (reason, rule name)
+    pub notify_staff: Vec<(String, String)>,
+    /// Rule names.
+    pub suppress_reply: Option<String>,
+    pub quarantine: Option<String>,
+    pub abuse_case: Option<AbuseCaseDef>,
+    /// (what to confirm, rule name)
+    pub require_confirmation: Option<(String, String)>,
+    pub link_incident: Option<String>,
+}
+
+impl RuleSet {
+    pub fn evaluate(&self, facts: &Facts<'_>) -> Evaluation {
+        let hits: Vec<OnceCell<Vec<bool>>> = self.sets.iter().map(|_| OnceCell::new()).collect();
+        let hit = |p: PatternRef| {
+            hits[p.set].get_or_init(|| self.run_set(&self.sets[p.set], facts))[p.index]
+        };
+        let mut out = Evaluation {
+            category: facts.category.map(str::to_string),
+            ..Evaluation::default()
+        };
+        for (index, rule) in self.rules.iter().enumerate() {
+            let Some(reasons) = self.check(rule, facts, out.category.as_deref(), &hit) else {
+                continue;
+            };
+            out.matched.push(Matched {
+                rule: index,
+                name: rule.name.clone(),
+                file: rule.file.clone(),
+                line: rule.line,
+                reasons,
+                stop: rule.stop,
+            });
+            merge(&mut out, rule);
+            if rule.stop {
+                break;
+            }
+        }
+        out
+    }
+
+    fn run_set(&self, set: &FieldSet, facts: &Facts<'_>) -> Vec<bool> {
+        let mut found = vec![false; set.each.len()];
+        for text in field_values(&set.field, facts) {
+            for i in set.set.matches(text).iter() {
+                found[i] = true;
+            }
+        }
+        found
+    }
+
+    /// The reasons the rule matches, or `None` if one condition fails. Cheap conditions
+    /// are tried first; patterns last.
+    fn check(
+        &self,
+        rule: &Rule,
+        facts: &Facts<'_>,
+        category: Option<&str>,
+        hit: &dyn Fn(PatternRef) -> bool,
+    ) -> Option<Vec<Reason>> {
+        let c = &rule.when;
+        let mut reasons = Vec::new();
+        let mut need = |name: &str, allowed: Option<&Vec<String>>, value: Option<&str>| -> bool {
+            let Some(allowed) = allowed else { return true };
+            match value {
+                Some(v) if allowed.iter().any(|a| a == v) => {
+                    reasons.push(Reason {
+                        condition: match allowed.as_slice() {
+                            [one] => format!("{name} = {one}"),
+                            many => format!("{name} in [{}]", many.join(", ")),
+                        },
+                        matched: v.to_string(),
+                    });
+                    true
+                }
+                _ => false,
+            }
+        };
+        let roles = c
+            .role
+            .as_ref()
+            .map(|r| r.iter().map(|r| r.as_str().to_string()).collect::<Vec<_>>());
+        let senders = c
+            .sender
+            .as_ref()
+            .map(|s| s.iter().map(|s| s.as_str().to_string()).collect::<Vec<_>>());
+        if !(need("mailbox", c.mailbox.as_ref(), Some(facts.mailbox))
+            && need("role", roles.as_ref(), Some(facts.role.as_str()))
+            && need("sender", senders.as_ref(), Some(facts.sender.as_str()))
+            && need(
+                "account_status",
+                c.account_status.as_ref(),
+                facts.account_status,
+            )
+            && need("language", c.language.as_ref(), facts.language)
+            && need("category", c.category.as_ref(), category))
+        {
+            return None;
+        }
+        let flags = [
+            ("has_attachment", c.has_attachment, facts.has_attachment),
+            ("business_hours", c.business_hours, facts.business_hours),
+            ("new_ticket", c.new_ticket, facts.new_ticket),
+        ];
+        for (name, wanted, actual) in flags {
+            match wanted {
+                Some(w) if w != actual => return None,
+                Some(w) => reasons.push(Reason {
+                    condition: format!("{name} = {w}"),
+                    matched: actual.to_string(),
+                }),
+                None => {}
+            }
+        }
+        for &p in &c.patterns {
+            if !hit(p) {
+                return None;
+            }
+        }
+        for &p in &c.patterns {
+            let set = &self.sets[p.set];
+            let regex = &set.each[p.index];
+            let matched = field_values(&set.field, facts)
+                .find_map(|text| regex.find(text).map(|m| m.as_str().to_string()))
+                .unwrap_or_default();
+            reasons.push(Reason {
+                condition: format!("{} ~ /{}/", set.field, regex.as_str()),
+                matched,
+            });
+        }
+        Some(reasons)
+    }
+}
+
+fn field_values<'a>(
+    field: &'a Field,
+    facts: &'a Facts<'a>,
+) -> Box<dyn Iterator<Item = &'a str> + 'a> {
+    match field {
+        Field::From => Box::new(facts.from.into_iter()),
+        Field::To => Box::new(facts.to.iter().map(String::as_str)),
+        Field::Subject => Box::new(std::iter::once(facts.subject)),
+        Field::Body => Box::new(std::iter::once(facts.body)),
+        Field::Header(name) => Box::new(
+            facts
+                .headers
+                .iter()
+                .filter(move |(n, _)| n == name)
+                .map(|(_, v)| v.as_str()),
+        ),
+    }
+}
+
+fn merge(out: &mut Evaluation, rule: &Rule) {
+    let then = &rule.then;
+    let by = || rule.name.clone();
+    if then.priority.is_some() {
+        out.priority = then.priority;
+    }
+    if let Some(category) = &then.category {
+        out.category = Some(category.clone());
+    }
+    for tag in &then.tags {
+        if !out.tags.contains(tag) {
+            out.tags.push(tag.clone());
+        }
+    }
+    if then.queue.is_some() {
+        out.queue.clone_from(&then.queue);
+    }
+    if let Some(template) = &then.reply {
+        out.replies.push((template.clone(), by()));
+    }
+    if let Some(reason) = &then.notify_staff {
+        out.notify_staff.push((reason.clone(), by()));
+    }
+    if then.suppress_reply {
+        out.suppress_reply.get_or_insert_with(by);
+    }
+    if then.quarantine {
+        out.quarantine.get_or_insert_with(by);
+    }
+    if then.abuse_case.is_some() {
+        out.abuse_case.clone_from(&then.abuse_case);
+    }
+    if let Some(action) = &then.require_confirmation {
+        out.require_confirmation = Some((action.clone(), by()));
+    }
+    if then.link_incident.is_some() {
+        out.link_incident.clone_from(&then.link_incident);
+    }
+}
