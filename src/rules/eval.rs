@@ -224,8 +224,9 @@ impl RuleSet {
         found
     }
 
-    /// The reasons the rule matches, or `None` if one condition fails. Cheap conditions
-    /// are tried first; patterns last.
+    /// The reasons the rule matches, or `None` if one condition fails. Whether it
+    /// matches is settled first, cheap conditions before patterns; the reasons are only
+    /// written for a rule that matched.
     fn check(
         &self,
         rule: &Rule,
@@ -234,62 +235,79 @@ impl RuleSet {
         hit: &dyn Fn(PatternRef) -> bool,
     ) -> Option<Vec<Reason>> {
         let c = &rule.when;
+        let allows = |allowed: &Option<Vec<String>>, value: Option<&str>| match allowed {
+            None => true,
+            Some(allowed) => value.is_some_and(|v| allowed.iter().any(|a| a == v)),
+        };
+        let flag = |wanted: Option<bool>, actual: bool| wanted.is_none_or(|w| w == actual);
+        let holds = allows(&c.mailbox, Some(facts.mailbox))
+            && c.role.as_ref().is_none_or(|r| r.contains(&facts.role))
+            && c.sender.as_ref().is_none_or(|s| s.contains(&facts.sender))
+            && allows(&c.account_status, facts.account_status)
+            && allows(&c.language, facts.language)
+            && allows(&c.category, category)
+            && flag(c.has_attachment, facts.has_attachment)
+            && flag(c.business_hours, facts.business_hours)
+            && flag(c.new_ticket, facts.new_ticket)
+            && c.patterns.iter().all(|&p| hit(p));
+        holds.then(|| self.reasons(rule, facts, category))
+    }
+}
+
+fn strings(v: &Option<Vec<String>>) -> Option<Vec<&str>> {
+    v.as_ref().map(|v| v.iter().map(String::as_str).collect())
+}
+
+impl RuleSet {
+    /// What each condition of a matching rule saw.
+    fn reasons(&self, rule: &Rule, facts: &Facts<'_>, category: Option<&str>) -> Vec<Reason> {
+        let c = &rule.when;
         let mut reasons = Vec::new();
-        let mut need = |name: &str, allowed: Option<&Vec<String>>, value: Option<&str>| -> bool {
-            let Some(allowed) = allowed else { return true };
-            match value {
-                Some(v) if allowed.iter().any(|a| a == v) => {
-                    reasons.push(Reason {
-                        condition: match allowed.as_slice() {
-                            [one] => format!("{name} = {one}"),
-                            many => format!("{name} in [{}]", many.join(", ")),
-                        },
-                        matched: v.to_string(),
-                    });
-                    true
-                }
-                _ => false,
+        let mut list = |name: &str, allowed: Option<Vec<&str>>, value: Option<&str>| {
+            if let Some(allowed) = allowed {
+                reasons.push(Reason {
+                    condition: match allowed.as_slice() {
+                        [one] => format!("{name} = {one}"),
+                        many => format!("{name} in [{}]", many.join(", ")),
+                    },
+                    matched: value.unwrap_or_default().to_string(),
+                });
             }
         };
-        let roles = c
-            .role
-            .as_ref()
-            .map(|r| r.iter().map(|r| r.as_str().to_string()).collect::<Vec<_>>());
-        let senders = c
-            .sender
-            .as_ref()
-            .map(|s| s.iter().map(|s| s.as_str().to_string()).collect::<Vec<_>>());
-        if !(need("mailbox", c.mailbox.as_ref(), Some(facts.mailbox))
-            && need("role", roles.as_ref(), Some(facts.role.as_str()))
-            && need("sender", senders.as_ref(), Some(facts.sender.as_str()))
-            && need(
-                "account_status",
-                c.account_status.as_ref(),
-                facts.account_status,
-            )
-            && need("language", c.language.as_ref(), facts.language)
-            && need("category", c.category.as_ref(), category))
-        {
-            return None;
-        }
+
+        list("mailbox", strings(&c.mailbox), Some(facts.mailbox));
+        list(
+            "role",
+            c.role
+                .as_ref()
+                .map(|r| r.iter().map(|r| r.as_str()).collect()),
+            Some(facts.role.as_str()),
+        );
+        list(
+            "sender",
+            c.sender
+                .as_ref()
+                .map(|s| s.iter().map(|s| s.as_str()).collect()),
+            Some(facts.sender.as_str()),
+        );
+        list(
+            "account_status",
+            strings(&c.account_status),
+            facts.account_status,
+        );
+        list("language", strings(&c.language), facts.language);
+        list("category", strings(&c.category), category);
         let flags = [
             ("has_attachment", c.has_attachment, facts.has_attachment),
             ("business_hours", c.business_hours, facts.business_hours),
             ("new_ticket", c.new_ticket, facts.new_ticket),
         ];
         for (name, wanted, actual) in flags {
-            match wanted {
-                Some(w) if w != actual => return None,
-                Some(w) => reasons.push(Reason {
+            if let Some(w) = wanted {
+                reasons.push(Reason {
                     condition: format!("{name} = {w}"),
                     matched: actual.to_string(),
-                }),
-                None => {}
-            }
-        }
-        for &p in &c.patterns {
-            if !hit(p) {
-                return None;
+                });
             }
         }
         for &p in &c.patterns {
@@ -303,7 +321,7 @@ impl RuleSet {
                 matched,
             });
         }
-        Some(reasons)
+        reasons
     }
 }
 

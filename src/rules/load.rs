@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use regex::{Regex, RegexSet};
+use regex::{Regex, RegexSetBuilder};
 use toml::Spanned;
 
 use super::eval::{Actions, Conditions, Field, FieldSet, PatternRef, Rule, RuleSet};
@@ -14,6 +14,9 @@ use super::shadow;
 use crate::compose::Templates;
 use crate::config::deserialize_all;
 use crate::diag::{Diagnostic, line_column};
+
+/// Lazy-DFA cache per field set.
+const DFA_CACHE_BYTES: usize = 32 << 20;
 
 /// Templates that actions send without naming them.
 pub const STAFF_NOTICE: &str = "staff_notice";
@@ -259,13 +262,19 @@ impl Builder {
         self.fields
             .iter()
             .map(|(field, each)| {
-                let set = RegexSet::new(each.iter().map(Regex::as_str)).map_err(|e| {
-                    Diagnostic::error(
-                        dir,
-                        format!("the {field} patterns together are too large: {e}"),
-                    )
-                    .with_hint("simplify the patterns or use fewer of them on this field")
-                })?;
+                // A larger lazy-DFA cache than the default: hundreds of case-insensitive
+                // patterns over a long body otherwise keep refilling it (measured by
+                // scripts/bench-rules).
+                let set = RegexSetBuilder::new(each.iter().map(Regex::as_str))
+                    .dfa_size_limit(DFA_CACHE_BYTES)
+                    .build()
+                    .map_err(|e| {
+                        Diagnostic::error(
+                            dir,
+                            format!("the {field} patterns together are too large: {e}"),
+                        )
+                        .with_hint("simplify the patterns or use fewer of them on this field")
+                    })?;
                 Ok(FieldSet {
                     field: field.clone(),
                     set,
