@@ -10,8 +10,11 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use maildesk::config::Role;
+use maildesk::desk::decide::{Inbound, facts};
+use maildesk::identity::Sender;
 use maildesk::mail::ParsedMail;
-use maildesk::rules::{self, Facts, SenderKind};
+use maildesk::rules;
+use maildesk::store::accounts::Account;
 
 const WORDS: &[&str] = &[
     "server",
@@ -62,22 +65,25 @@ fn main() {
 
     let raw = message(kilobytes * 1024);
     let mail = ParsedMail::read(&raw, &[]);
-    let facts = Facts {
+    let sender = Sender::Customer(Account {
+        id: 7,
+        reference: "C7".into(),
+        email: "ann@customer7.example".into(),
+        name: "Ann".into(),
+        language: "it".into(),
+        status: "active".into(),
+        details_valid: true,
+    });
+    let facts = facts(&Inbound {
         mailbox: "support",
         role: Role::Support,
-        sender: SenderKind::Registered,
-        account_status: Some("active"),
-        from: mail.from.as_deref(),
-        to: &mail.to,
-        subject: &mail.subject,
-        body: &mail.text,
-        headers: &mail.headers,
-        has_attachment: mail.attachments > 0,
-        language: mail.language.as_deref(),
-        category: None,
+        mail: &mail,
+        sender: &sender,
+        ticket: None,
+        history: false,
+        oversize: None,
         business_hours: true,
-        new_ticket: true,
-    };
+    });
 
     // Warm up (lazy DFA caches fill on first use, as in the long-running daemon).
     let mut matched = 0;

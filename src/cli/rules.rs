@@ -200,27 +200,7 @@ fn describe(effect: &Effect) -> Option<String> {
         Effect::JoinTicket { number } => format!("add to ticket {number}"),
         Effect::Reopen => "reopen the ticket".into(),
         Effect::RuleMatched { .. } => return None,
-        Effect::Classify {
-            priority,
-            category,
-            queue,
-            tags,
-        } => {
-            let mut parts = Vec::new();
-            if let Some(p) = priority {
-                parts.push(format!("priority {}", p.as_str()));
-            }
-            if let Some(c) = category {
-                parts.push(format!("category {c}"));
-            }
-            if let Some(q) = queue {
-                parts.push(format!("queue {q}"));
-            }
-            if !tags.is_empty() {
-                parts.push(format!("tags {}", tags.join(", ")));
-            }
-            format!("set {}", parts.join(", "))
-        }
+        Effect::Classify { .. } => format!("set {}", effect.classification()),
         Effect::FlagForStaff { reason } => format!("flag for staff: {reason}"),
         Effect::OpenAbuseCase { category, severity } => format!(
             "open an abuse case: category {category}, severity {}",

@@ -95,7 +95,8 @@ pub fn decide(inbound: Inbound<'_>, policy: &Policy) -> Decision {
     }
 }
 
-fn facts<'a>(inbound: &Inbound<'a>) -> Facts<'a> {
+/// What the rules see of a message.
+pub fn facts<'a>(inbound: &Inbound<'a>) -> Facts<'a> {
     let mail = inbound.mail;
     Facts {
         mailbox: inbound.mailbox,

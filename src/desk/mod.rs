@@ -97,3 +97,32 @@ pub enum Effect {
         reason: String,
     },
 }
+
+impl Effect {
+    /// "priority urgent, category outage, tags a, b" for a `Classify`; empty otherwise.
+    pub fn classification(&self) -> String {
+        let Effect::Classify {
+            priority,
+            category,
+            queue,
+            tags,
+        } = self
+        else {
+            return String::new();
+        };
+        let mut parts = Vec::new();
+        if let Some(p) = priority {
+            parts.push(format!("priority {}", p.as_str()));
+        }
+        if let Some(c) = category {
+            parts.push(format!("category {c}"));
+        }
+        if let Some(q) = queue {
+            parts.push(format!("queue {q}"));
+        }
+        if !tags.is_empty() {
+            parts.push(format!("tags {}", tags.join(", ")));
+        }
+        parts.join(", ")
+    }
+}

@@ -167,20 +167,12 @@ pub fn apply(
                         params![ticket, tag],
                     )?;
                 }
-                let mut detail = Vec::new();
-                if let Some(p) = priority {
-                    detail.push(format!("priority {}", p.as_str()));
-                }
-                if let Some(c) = category {
-                    detail.push(format!("category {c}"));
-                }
-                if let Some(q) = queue {
-                    detail.push(format!("queue {q}"));
-                }
-                if !tags.is_empty() {
-                    detail.push(format!("tags {}", tags.join(", ")));
-                }
-                event(ticket, "ticket.classified", "rules", &detail.join(", "))?;
+                event(
+                    ticket,
+                    "ticket.classified",
+                    "rules",
+                    &effect.classification(),
+                )?;
             }
             Effect::FlagForStaff { reason } => {
                 flags.push(reason.as_str());
