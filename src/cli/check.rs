@@ -1,3 +1,4 @@
+use std::path::Path;
 use std::process::ExitCode;
 
 use maildesk::config::Config;
@@ -29,7 +30,9 @@ pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
         );
         println!("{}: ok", files.templates_dir.display());
     }
+    // A report left by a daemon that no longer runs says nothing about the present.
     if let Some(health) = Health::read(&config.health_file())
+        && Path::new("/proc").join(health.pid.to_string()).exists()
         && let Some(rejected) = &health.rejected
     {
         eprintln!(

@@ -71,10 +71,14 @@ pub fn run(config: &Config, command: Command) -> anyhow::Result<ExitCode> {
     };
     let now = at.unwrap_or_else(Utc::now);
     let Some(explained) = pipeline.explain(&source, now)? else {
-        println!(
-            "{}: already stored from mailbox {name}; it would be skipped",
-            message.display()
-        );
+        if json {
+            super::print_json(&serde_json::json!({ "already_stored": true, "mailbox": name }))?;
+        } else {
+            println!(
+                "{}: already stored from mailbox {name}; it would be skipped",
+                message.display()
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     };
     if json {

@@ -53,6 +53,14 @@ pub enum Audience {
 }
 
 impl Audience {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Audience::Account => "account",
+            Audience::Sender => "sender",
+            Audience::Staff => "staff",
+        }
+    }
+
     fn parse(value: &str) -> Option<Audience> {
         match value {
             "account" => Some(Audience::Account),
@@ -97,7 +105,21 @@ impl Templates {
     pub fn load(dir: &Path) -> Result<Templates, Vec<Diagnostic>> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Printing a value that is none is an error, not the text "none": a field that may
+        // be empty must be guarded, and the test render with empty fields finds it.
+        env.set_formatter(|out, state, value| {
+            if value.is_none() {
+                return Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    "this value can be none here; print it inside {% if ... %}",
+                ));
+            }
+            minijinja::escape_formatter(out, state, value)
+        });
         let mut problems = Vec::new();
+        // Files seen per template, broken or not, so a broken English file is not also
+        // reported as missing.
+        let mut english_files = std::collections::BTreeSet::new();
         let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
         let languages = match sorted_entries(dir) {
             Ok(entries) => entries,
@@ -125,8 +147,12 @@ impl Templates {
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
+                if lang == FALLBACK_LANGUAGE {
+                    english_files.insert(name.clone());
+                }
                 let Loaded {
                     audience,
+                    audience_line,
                     body_offset,
                 } = match load_one(&mut env, &file, &lang, &name) {
                     Ok(loaded) => loaded,
@@ -144,12 +170,12 @@ impl Templates {
                         Diagnostic::error(
                             &file,
                             format!(
-                                "Audience: {audience:?} differs from the other languages of {name} ({:?})",
-                                entry.audience
-                            )
-                            .to_lowercase(),
+                                "Audience: {} differs from the other languages of {name} ({})",
+                                audience.as_str(),
+                                entry.audience.as_str()
+                            ),
                         )
-                        .at_line(2)
+                        .at_line(audience_line)
                         .with_hint("every language of a mail goes to the same audience"),
                     );
                 }
@@ -165,7 +191,7 @@ impl Templates {
         let templates = Templates { env, entries };
         let sample = MailFacts::sample();
         for (name, entry) in &templates.entries {
-            if !entry.files.contains_key(FALLBACK_LANGUAGE) {
+            if !english_files.contains(name) {
                 problems.push(
                     Diagnostic::error(
                         &dir.join(FALLBACK_LANGUAGE).join(format!("{name}.txt")),
@@ -176,9 +202,17 @@ impl Templates {
                     )),
                 );
             }
-            let ctx = sample.context(entry.audience);
+            // Every field filled, then every optional field empty: together they reach
+            // every branch a template may take on real data.
+            let contexts = [
+                sample.context(entry.audience),
+                MailFacts::sample_sparse(entry.audience).context(entry.audience),
+            ];
             for (lang, source) in &entry.files {
-                if let Err(e) = templates.render_in(name, lang, &ctx) {
+                if let Some(e) = contexts
+                    .iter()
+                    .find_map(|ctx| templates.render_in(name, lang, ctx).err())
+                {
                     problems.push(render_diagnostic(source, e, entry.audience));
                 }
             }
@@ -279,6 +313,7 @@ fn file_name(path: &Path) -> String {
 
 struct Loaded {
     audience: Audience,
+    audience_line: usize,
     /// Lines before the body, to turn a body line into a file line.
     body_offset: usize,
 }
@@ -295,6 +330,7 @@ fn load_one(
     let text = text.replace("\r\n", "\n");
     let mut subject = None;
     let mut audience = None;
+    let mut audience_line = 0;
     let mut body_line = None;
     let mut offset = 0;
     for (index, line) in text.split_inclusive('\n').enumerate() {
@@ -314,6 +350,7 @@ fn load_one(
         match key.trim().to_ascii_lowercase().as_str() {
             "subject" => subject = Some(value.to_string()),
             "audience" => {
+                audience_line = number;
                 audience = Some(Audience::parse(value).ok_or_else(|| {
                     Diagnostic::error(file, format!("unknown audience {value:?}"))
                         .at_line(number)
@@ -357,6 +394,7 @@ fn load_one(
         .map_err(|e| syntax_diagnostic(file, &e, body_line - 1))?;
     Ok(Loaded {
         audience,
+        audience_line,
         body_offset: body_line - 1,
     })
 }

@@ -115,6 +115,39 @@ impl MailFacts {
         minijinja::context! { ..extra, ..base }
     }
 
+    /// [`MailFacts::sample`] with every optional field empty: a template must read well,
+    /// and print no "none", for a ticket without category, a message without a detected
+    /// language, a staff notice about a stranger (no account)...
+    pub fn sample_sparse(audience: Audience) -> MailFacts {
+        let full = MailFacts::sample();
+        MailFacts {
+            ticket: TicketVars {
+                category: None,
+                queue: None,
+                ..full.ticket
+            },
+            message: MessageVars {
+                // Only a staff notice can be about a message without a usable From.
+                from: match audience {
+                    Audience::Staff => None,
+                    Audience::Account | Audience::Sender => full.message.from.clone(),
+                },
+                language: None,
+                ..full.message
+            },
+            // Mails to an account always have one; staff notices may be about a stranger.
+            account: match audience {
+                Audience::Staff => None,
+                Audience::Account | Audience::Sender => full.account.clone(),
+            },
+            case: CaseVars::default(),
+            incident: IncidentVars::default(),
+            confirmation: ConfirmationVars::default(),
+            reason: None,
+            ..full
+        }
+    }
+
     /// Made-up values for every variable, for the test render of each template.
     pub fn sample() -> MailFacts {
         let some = |s: &str| Some(s.to_string());

@@ -74,10 +74,12 @@ fn value_hint(message: &str) -> &'static str {
         "write text in double quotes"
     } else if expected.starts_with("a sequence") {
         "write a list in brackets, e.g. [\"a\", \"b\"]"
+    } else if message.contains("unknown variant") {
+        "write one of the values listed"
     } else if message.contains("missing field") {
-        "add the key; see examples/demo.toml for a complete file"
+        "add the key; README.md lists every key"
     } else {
-        "see the Configuration section of README.md"
+        "README.md describes every key and its values"
     }
 }
 

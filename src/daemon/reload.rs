@@ -81,7 +81,11 @@ impl Reloader {
                 }
             };
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    // The report describes a running daemon; a stopped one leaves none.
+                    let _ = std::fs::remove_file(&self.health_file);
+                    return;
+                }
                 _ = hup => {
                     tracing::info!("SIGHUP: reloading rules and templates");
                     seen = self.files.fingerprint();

@@ -86,7 +86,7 @@ pub fn decide(inbound: Inbound<'_>, policy: &Policy) -> Decision {
         });
     }
     let evaluation = policy.rules.evaluate(&facts(&inbound));
-    rule_effects(&evaluation, ticket, &mut effects);
+    rule_effects(&evaluation, ticket, sender, &mut effects);
     let sends = wanted_mails(&evaluation, sender);
     guard(&inbound, &evaluation, policy, sends, &mut effects);
     Decision {
@@ -122,7 +122,12 @@ pub fn facts<'a>(inbound: &Inbound<'a>) -> Facts<'a> {
 }
 
 /// Everything the matched rules set, except mails.
-fn rule_effects(evaluation: &Evaluation, ticket: Option<&TicketRef>, effects: &mut Vec<Effect>) {
+fn rule_effects(
+    evaluation: &Evaluation,
+    ticket: Option<&TicketRef>,
+    sender: &Sender,
+    effects: &mut Vec<Effect>,
+) {
     for matched in &evaluation.matched {
         effects.push(Effect::RuleMatched {
             rule: format!(
@@ -170,9 +175,18 @@ fn rule_effects(evaluation: &Evaluation, ticket: Option<&TicketRef>, effects: &m
             reason: reason.clone(),
         });
     }
-    if let Some((action, _)) = &evaluation.require_confirmation {
-        effects.push(Effect::AwaitConfirmation {
-            action: action.clone(),
+    if let Some((action, rule)) = &evaluation.require_confirmation {
+        // Only the holder of the registered address can confirm; anyone else's request
+        // waits for nothing, and is recorded as such.
+        effects.push(match sender.account() {
+            Some(_) => Effect::AwaitConfirmation {
+                action: action.clone(),
+            },
+            None => Effect::SuppressReply {
+                reason: format!(
+                    "{CONFIRMATION_REQUEST} (rule {rule}): only a registered customer can ask for a change to an account"
+                ),
+            },
         });
     }
     if let Some(rule) = &evaluation.quarantine {
@@ -209,9 +223,10 @@ enum Hold {
 }
 
 /// Turns wanted mails into `Send` effects, or into `SuppressReply` with the reason a
-/// mail must not go out. History and automated mail send nothing at all, not even to
-/// staff: a flood of either must not become a flood of mail. Quarantine and
-/// `suppress_reply` hold back answers, but staff are still told.
+/// mail must not go out. Automated mail is never answered, but staff are still told
+/// (most abuse reports are automated, and a notice to staff cannot start a loop).
+/// History sends nothing at all: years of old mail must not become a flood of notices.
+/// Quarantine and `suppress_reply` hold back answers; staff are still told.
 fn guard(
     inbound: &Inbound<'_>,
     evaluation: &Evaluation,
@@ -255,9 +270,10 @@ fn guard(
             },
             None => Err(format!("{template}: no such template")),
         };
-        let hold = if blanket.is_some() {
+        let to_staff = audience == Some(Audience::Staff);
+        let hold = if inbound.history || (blanket.is_some() && !to_staff) {
             Some(Hold::Explained)
-        } else if audience == Some(Audience::Staff) {
+        } else if to_staff {
             None
         } else if let Some(by) = &evaluation.quarantine {
             Some(Hold::Because(format!(
@@ -380,7 +396,7 @@ mod tests {
     }
 
     #[test]
-    fn automated_mail_is_never_answered_not_even_to_staff() {
+    fn automated_mail_is_never_answered_but_staff_hear_of_it() {
         let mut m = ParsedMail::read(
             b"From: ann@example.com\r\nSubject: Site down\r\n\r\nauto\r\n",
             &[],
@@ -393,8 +409,13 @@ mod tests {
                 .iter()
                 .any(|e| matches!(e, Effect::Classify { .. }))
         );
-        // ... but nothing is sent, and the reason is recorded once.
-        assert!(sends(&d.effects).is_empty(), "{:#?}", d.effects);
+        // ... staff are told, the sender is not answered, and the reason is recorded once.
+        assert_eq!(
+            sends(&d.effects),
+            vec![("staff_notice", &Recipient::Staff)],
+            "{:#?}",
+            d.effects
+        );
         let suppressed: Vec<_> = d
             .effects
             .iter()

@@ -80,7 +80,9 @@ impl ParsedMail {
             .unwrap_or_default();
         let headers = headers(&message);
         ParsedMail {
-            message_id: message.message_id().map(str::to_string),
+            message_id: message
+                .message_id()
+                .map(|id| id.chars().filter(|c| !c.is_whitespace()).collect()),
             in_reply_to: ids(message.in_reply_to()),
             references: ids(message.references()),
             from,
@@ -154,8 +156,14 @@ fn ids(value: &HeaderValue<'_>) -> Vec<String> {
     value
         .as_text_list()
         .map(|list| {
+            // A Message-ID has no whitespace; a folded one would otherwise carry CR LF
+            // into our In-Reply-To and References.
             list.iter()
-                .map(|id| id.trim().to_string())
+                .map(|id| {
+                    id.chars()
+                        .filter(|c| !c.is_whitespace())
+                        .collect::<String>()
+                })
                 .filter(|id| !id.is_empty())
                 .collect()
         })
