@@ -650,7 +650,10 @@ fn daemon_refuses_a_broken_reload_keeps_serving_the_old_rules_then_takes_a_good_
     );
     assert!(log.contains("rules and templates reloaded"), "{log}");
     assert!(log.contains("maildesk stopped"), "{log}");
-    assert!(health(&desk).is_none(), "a stopped daemon leaves no health report");
+    assert!(
+        health(&desk).is_none(),
+        "a stopped daemon leaves no health report"
+    );
     assert!(
         !desk.sent_mails().iter().any(|m| m.contains(subject_b)),
         "nothing was sent about the second invoice"
