@@ -128,9 +128,13 @@ CREATE TABLE outbox (
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at TEXT NOT NULL,
     last_error      TEXT,
-    sent_at         TEXT
+    sent_at         TEXT,
+    -- a delivery status notification (bounce) reported this mail undeliverable
+    bounced_at      TEXT,
+    bounce_reason   TEXT
 );
 CREATE INDEX outbox_pending ON outbox(status, next_attempt_at);
+CREATE INDEX outbox_recipient ON outbox(recipient);
 
 -- IMAP: the highest UID committed per mailbox, valid while UIDVALIDITY stays the same;
 -- written in the same transaction as the messages it covers

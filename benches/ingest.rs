@@ -53,12 +53,15 @@ fn main() {
     let raw = raw_fetch_rate(dovecot.imap_port, count);
 
     let desk = dir.path().join("desk");
-    std::fs::create_dir_all(desk.join("rules")).expect("mkdir");
+    std::fs::create_dir_all(&desk).expect("mkdir");
     std::fs::write(desk.join("accounts.csv"), &traffic.accounts_csv).expect("accounts");
-    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    // The shipped rules and templates: every new ticket is acknowledged.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let templates = repo.join("templates");
+    let rules = repo.join("rules");
     let config = format!(
         r#"database = "desk.db"
-rules_dir = "rules"
+rules_dir = "{rules}"
 templates_dir = "{templates}"
 accounts_file = "accounts.csv"
 [desk]
@@ -80,7 +83,11 @@ batch_size = {BATCH}
 [outgoing]
 transport = "file"
 dir = "out"
+# The generated traffic has ~35 new tickets per account within the run: acknowledge all.
+[limits]
+per_address = 1000000
 "#,
+        rules = rules.display(),
         templates = templates.display(),
         port = dovecot.imap_port,
         password = dovecot.password_file().display(),

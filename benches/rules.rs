@@ -9,8 +9,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use maildesk::config::Role;
-use maildesk::desk::decide::{Inbound, facts};
+use maildesk::config::{Limits, Role};
+use maildesk::desk::decide::{Inbound, Recent, facts};
 use maildesk::identity::Sender;
 use maildesk::mail::ParsedMail;
 use maildesk::rules;
@@ -83,6 +83,9 @@ fn main() {
         history: false,
         oversize: None,
         business_hours: true,
+        reports_on: None,
+        recent: Recent::default(),
+        limits: Limits::default(),
     });
 
     // Warm up (lazy DFA caches fill on first use, as in the long-running daemon).

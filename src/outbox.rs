@@ -73,35 +73,55 @@ impl Transport {
         }
     }
 
-    async fn send(&self, mail: &PendingMail) -> Result<(), String> {
+    async fn send(&self, mail: &PendingMail) -> Result<(), SendError> {
+        let permanent = |message: String| SendError {
+            message,
+            permanent: true,
+        };
         let from = mail
             .envelope_from
             .parse()
-            .map_err(|e| format!("bad sender {}: {e}", mail.envelope_from))?;
+            .map_err(|e| permanent(format!("bad sender {}: {e}", mail.envelope_from)))?;
         let to = mail
             .recipient
             .parse()
-            .map_err(|e| format!("bad recipient {}: {e}", mail.recipient))?;
-        let envelope = Envelope::new(Some(from), vec![to]).map_err(|e| e.to_string())?;
+            .map_err(|e| permanent(format!("bad recipient {}: {e}", mail.recipient)))?;
+        let envelope = Envelope::new(Some(from), vec![to]).map_err(|e| permanent(e.to_string()))?;
         match self {
             Transport::File(t) => t
                 .send_raw(&envelope, &mail.raw)
                 .await
                 .map(drop)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| SendError {
+                    message: e.to_string(),
+                    permanent: false,
+                }),
             Transport::Smtp(t) => t
                 .send_raw(&envelope, &mail.raw)
                 .await
                 .map(drop)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| SendError {
+                    // 5xx: the server refuses this mail for good; retrying cannot help.
+                    permanent: e.is_permanent(),
+                    message: e.to_string(),
+                }),
         }
     }
+}
+
+/// Why a delivery attempt failed.
+#[derive(Debug)]
+struct SendError {
+    message: String,
+    permanent: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Delivery {
     pub sent: usize,
     pub deferred: usize,
+    /// Given up: refused for good, or too old.
+    pub failed: usize,
 }
 
 /// Wait before attempt `attempts + 1`: 1 min, doubling, at most 1 h.
@@ -109,11 +129,13 @@ pub fn retry_delay(attempts: u32) -> Duration {
     Duration::minutes(1i64 << attempts.min(6)).min(Duration::hours(1))
 }
 
-/// Sends every mail that is due; failures are kept for a later attempt.
+/// Sends every mail that is due. A failure is tried again later, unless the server
+/// refused the mail for good or it has waited longer than `max_age`: then it is given up.
 pub async fn deliver_due(
     store: &mut Store,
     transport: &Transport,
     now: DateTime<Utc>,
+    max_age: Duration,
 ) -> Result<Delivery, StoreError> {
     let mut delivery = Delivery::default();
     // A page at a time: memory stays small however long the queue. Every mail leaves the
@@ -130,11 +152,26 @@ pub async fn deliver_due(
                     delivery.sent += 1;
                     tracing::info!(outbox = mail.id, to = %mail.recipient, "sent mail");
                 }
-                Err(error) => {
-                    let retry_at = Utc::now() + retry_delay(mail.attempts);
-                    store.mark_retry(&mail, &error, retry_at)?;
-                    delivery.deferred += 1;
-                    tracing::warn!(outbox = mail.id, to = %mail.recipient, %error, %retry_at, "delivery failed, will retry");
+                Err(SendError { message, permanent }) => {
+                    let too_old = now - mail.queued_at > max_age;
+                    if permanent || too_old {
+                        let why = if permanent {
+                            message
+                        } else {
+                            format!(
+                                "{message} (still undelivered after {} hours)",
+                                max_age.num_hours()
+                            )
+                        };
+                        store.mark_failed(&mail, &why, Utc::now())?;
+                        delivery.failed += 1;
+                        tracing::error!(outbox = mail.id, to = %mail.recipient, error = %why, "delivery given up; ticket flagged for staff");
+                    } else {
+                        let retry_at = Utc::now() + retry_delay(mail.attempts);
+                        store.mark_retry(&mail, &message, retry_at)?;
+                        delivery.deferred += 1;
+                        tracing::warn!(outbox = mail.id, to = %mail.recipient, error = %message, %retry_at, "delivery failed, will retry");
+                    }
                 }
             }
         }

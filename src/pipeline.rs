@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use crate::compose::Composed;
 use crate::compose::variables::DeskVars;
-use crate::config::{Config, Time};
-use crate::desk::decide::{Decision, Inbound, decide};
+use crate::config::{Config, Limits, Time};
+use crate::desk::decide::{Decision, Inbound, Recent, decide};
 use crate::desk::hours::is_business_time;
 use crate::desk::thread::Threader;
 use crate::identity::{self, Sender};
@@ -18,7 +18,7 @@ use crate::mail::{ParsedMail, normalize_address};
 use crate::policy::{Policy, SharedPolicy};
 use crate::source::SourceMessage;
 use crate::store::apply::{self, Incoming, Outgoing};
-use crate::store::{Store, StoreError, cursors};
+use crate::store::{Store, StoreError, cursors, outbox, tickets};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -52,6 +52,7 @@ struct Desk {
     vars: DeskVars,
     default_language: String,
     time: Time,
+    limits: Limits,
 }
 
 /// What happened to one message, in full: for `maildesk rules test`.
@@ -105,6 +106,7 @@ impl Pipeline {
                 },
                 default_language: desk.default_language.clone(),
                 time: config.time.clone(),
+                limits: config.limits,
             },
         })
     }
@@ -225,8 +227,24 @@ impl Desk {
             return Ok(None);
         }
         let sender = identity::identify(tx, mail.from.as_deref(), mail.auth_failed.as_deref())?;
-        let ticket = self.threader.find(tx, mail, &sender)?;
+        // A machine writing about one of our mails (a bounce, an out-of-office) belongs
+        // to that mail's ticket, whatever address it writes from; it can change nothing.
+        let ours = match mail.automated {
+            Some(_) => tickets::our_mail(tx, &mail.mentions)?,
+            None => None,
+        };
+        let ticket = match &ours {
+            Some((_, number)) => tickets::ticket_ref(tx, *number)?,
+            None => self.threader.find(tx, mail, &sender)?,
+        };
         let business_hours = is_business_time(&self.time, now);
+        let window = chrono::Duration::minutes(i64::from(self.limits.window_minutes));
+        let (to_sender, on_ticket) = outbox::recent_automatic(
+            tx,
+            sender.address(),
+            ticket.as_ref().map(|t| t.number),
+            now - window,
+        )?;
         let decision = decide(
             Inbound {
                 mailbox: &message.mailbox,
@@ -237,6 +255,12 @@ impl Desk {
                 history: message.history,
                 oversize: message.oversize,
                 business_hours,
+                reports_on: ours.as_ref().map(|(id, _)| id.as_str()),
+                recent: Recent {
+                    to_sender,
+                    on_ticket,
+                },
+                limits: self.limits,
             },
             policy,
         );

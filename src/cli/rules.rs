@@ -224,6 +224,14 @@ fn describe(effect: &Effect) -> Option<String> {
                 Recipient::Staff => "every staff member".into(),
             }
         ),
+        Effect::Bounced {
+            message_id,
+            permanent,
+            reason,
+        } => format!(
+            "{} of our mail <{message_id}>: {reason}",
+            if *permanent { "bounce" } else { "delay notice" }
+        ),
         Effect::SuppressReply { reason } => format!("no automatic answer: {reason}"),
     })
 }

@@ -15,8 +15,13 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     let totals = runtime.block_on(maildesk::daemon::run(config, args.once))?;
     if args.once {
         println!(
-            "stored {} message(s), {} already stored, {} failed; sent {} mail(s), {} deferred",
-            totals.stored, totals.already_stored, totals.failed, totals.sent, totals.deferred
+            "stored {} message(s), {} already stored, {} failed; sent {} mail(s), {} deferred, {} undeliverable",
+            totals.stored,
+            totals.already_stored,
+            totals.failed,
+            totals.sent,
+            totals.deferred,
+            totals.undeliverable
         );
     }
     Ok(if totals.failed > 0 {

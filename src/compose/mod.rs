@@ -474,6 +474,31 @@ pub struct Draft<'a> {
     /// Makes the Message-ID unique and stable: the same input gives the same id, so a
     /// mail re-created after a crash is recognisably the same mail.
     pub unique: &'a str,
+    /// The ticket the mail belongs to, for Outlook's conversation headers.
+    pub conversation: Option<Conversation<'a>>,
+}
+
+/// What Outlook groups a conversation by: every mail of a ticket carries the same
+/// Thread-Topic and the same Thread-Index, so they show as one thread even where
+/// In-Reply-To is lost (Exchange often rewrites it).
+pub struct Conversation<'a> {
+    pub ticket: i64,
+    pub opened: DateTime<Utc>,
+    pub topic: &'a str,
+}
+
+/// A Thread-Index: 22 bytes, base64. Outlook's layout is 6 bytes of the conversation's
+/// start time (the top of a FILETIME) and a 16-byte GUID; ours is derived from the
+/// ticket and our domain, so it is the same for every mail of the ticket, forever.
+pub fn thread_index(domain: &str, ticket: i64, opened: DateTime<Utc>) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    // FILETIME: 100 ns steps since 1601-01-01; 11,644,473,600 s before the Unix epoch.
+    let filetime = (opened.timestamp() + 11_644_473_600).max(0) as u64 * 10_000_000;
+    let mut index = filetime.to_be_bytes()[..6].to_vec();
+    let guid = Sha256::digest(format!("maildesk thread {domain} {ticket}"));
+    index.extend_from_slice(&guid[..16]);
+    base64::engine::general_purpose::STANDARD.encode(index)
 }
 
 pub fn compose(
@@ -514,6 +539,17 @@ pub fn compose(
             HeaderName::new_from_ascii_str("X-Auto-Response-Suppress"),
             "All".into(),
         ));
+    if let Some(c) = &draft.conversation {
+        builder = builder
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("Thread-Topic"),
+                single_line(c.topic),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("Thread-Index"),
+                thread_index(domain, c.ticket, c.opened),
+            ));
+    }
     if let Some(parent) = draft.answering.message_id {
         let mut chain: Vec<String> = draft
             .answering
@@ -538,4 +574,27 @@ pub fn compose(
         raw: message.formatted(),
         body,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use chrono::TimeZone;
+
+    #[test]
+    fn thread_index_is_outlook_shaped_and_one_per_ticket() {
+        let opened = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
+        let index = thread_index("desk.example", 42, opened);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&index)
+            .unwrap();
+        assert_eq!(bytes.len(), 22);
+        // The top six bytes of the FILETIME of the opening time.
+        let filetime = (opened.timestamp() as u64 + 11_644_473_600) * 10_000_000;
+        assert_eq!(bytes[..6], filetime.to_be_bytes()[..6]);
+        assert_eq!(index, thread_index("desk.example", 42, opened));
+        assert_ne!(index, thread_index("desk.example", 43, opened));
+        assert_ne!(index, thread_index("other.example", 42, opened));
+    }
 }

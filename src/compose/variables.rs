@@ -34,6 +34,9 @@ pub struct DeskVars {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TicketVars {
+    /// When the ticket was opened; for the conversation headers, not a variable.
+    #[serde(skip)]
+    pub opened: Option<chrono::DateTime<chrono::Utc>>,
     pub number: i64,
     pub tag: String,
     pub subject: String,
@@ -158,6 +161,7 @@ impl MailFacts {
                 abuse_address: "abuse@example.net".into(),
             },
             ticket: TicketVars {
+                opened: None,
                 number: 1,
                 tag: "[EX #1]".into(),
                 subject: "Website down".into(),

@@ -40,6 +40,8 @@ pub struct Config {
     pub staff: Vec<Staff>,
     #[serde(default)]
     pub daemon: Daemon,
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -277,6 +279,36 @@ pub struct Outgoing {
     /// Allows `security = "plain"` towards a host that is not loopback.
     #[serde(default)]
     pub allow_plaintext: bool,
+    /// A mail not delivered this long after it was queued is given up: marked failed,
+    /// recorded on its ticket, and the ticket flagged for staff.
+    #[serde(default = "default_max_age_hours")]
+    pub max_age_hours: u32,
+}
+
+fn default_max_age_hours() -> u32 {
+    48
+}
+
+/// How many automatic mails may go out, so that no exchange with a machine (or a flood of
+/// forged senders) becomes a flood of our mail. Mails to staff are not counted.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Automatic mails to one address per window.
+    pub per_address: u32,
+    /// Automatic mails on one ticket per window.
+    pub per_ticket: u32,
+    pub window_minutes: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            per_address: 5,
+            per_ticket: 1,
+            window_minutes: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

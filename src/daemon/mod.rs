@@ -55,6 +55,8 @@ pub struct RunTotals {
     pub failed: usize,
     pub sent: usize,
     pub deferred: usize,
+    /// Outgoing mails given up (refused for good, or too old).
+    pub undeliverable: usize,
 }
 
 impl RunTotals {
@@ -64,6 +66,7 @@ impl RunTotals {
         self.failed += other.failed;
         self.sent += other.sent;
         self.deferred += other.deferred;
+        self.undeliverable += other.undeliverable;
     }
 }
 
@@ -97,6 +100,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
         tracing::info!(file = %file.get_ref().display(), created = s.created, updated = s.updated, unchanged = s.unchanged, "imported accounts");
     }
     let transport = Transport::from_config(&config.outgoing)?;
+    let max_age = chrono::Duration::hours(i64::from(config.outgoing.max_age_hours));
     let shutdown = CancellationToken::new();
     listen_for_signals(shutdown.clone())?;
     if !once {
@@ -168,7 +172,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
                 Err(e) => failures.push(e),
             }
         }
-        totals.add(deliver(&mut outbox_store, &transport).await?);
+        totals.add(deliver(&mut outbox_store, &transport, max_age).await?);
     } else {
         loop {
             tokio::select! {
@@ -176,7 +180,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
                 _ = tokio::time::sleep(OUTBOX_INTERVAL) => {}
                 _ = shutdown.cancelled() => break,
             }
-            totals.add(deliver(&mut outbox_store, &transport).await?);
+            totals.add(deliver(&mut outbox_store, &transport, max_age).await?);
         }
         while let Some(result) = sources.join_next().await {
             match result? {
@@ -193,11 +197,16 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
     }
 }
 
-async fn deliver(store: &mut Store, transport: &Transport) -> Result<RunTotals, DaemonError> {
-    let delivery = outbox::deliver_due(store, transport, Utc::now()).await?;
+async fn deliver(
+    store: &mut Store,
+    transport: &Transport,
+    max_age: chrono::Duration,
+) -> Result<RunTotals, DaemonError> {
+    let delivery = outbox::deliver_due(store, transport, Utc::now(), max_age).await?;
     Ok(RunTotals {
         sent: delivery.sent,
         deferred: delivery.deferred,
+        undeliverable: delivery.failed,
         ..RunTotals::default()
     })
 }

@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use crate::compose::Audience;
-use crate::config::Role;
+use crate::config::{Limits, Role};
 use crate::desk::{Effect, Recipient};
 use crate::identity::Sender;
 use crate::mail::ParsedMail;
@@ -34,6 +34,20 @@ pub struct Inbound<'a> {
     pub oversize: Option<u64>,
     /// Whether the message arrived inside business hours (see [`super::hours`]).
     pub business_hours: bool,
+    /// The Message-ID of our mail this automated message is about (bounce, auto-reply).
+    pub reports_on: Option<&'a str>,
+    /// Automatic mails already sent within the rate-limit window.
+    pub recent: Recent,
+    pub limits: Limits,
+}
+
+/// Automatic mails (not to staff) queued within the last `limits.window_minutes`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recent {
+    /// To the sender's address.
+    pub to_sender: u32,
+    /// On the ticket the message continues.
+    pub on_ticket: u32,
 }
 
 /// The effects to apply, and the rule evaluation they came from (for `rules test`).
@@ -78,6 +92,13 @@ pub fn decide(inbound: Inbound<'_>, policy: &Policy) -> Decision {
     if let Some(reason) = &mail.malformed {
         effects.push(Effect::FlagForStaff {
             reason: format!("malformed message: {reason}"),
+        });
+    }
+    if let (Some(bounce), Some(ours)) = (&mail.bounce, inbound.reports_on) {
+        effects.push(Effect::Bounced {
+            message_id: ours.to_string(),
+            permanent: bounce.permanent,
+            reason: bounce.reason.clone(),
         });
     }
     if let Some(size) = oversize {
@@ -250,6 +271,10 @@ fn guard(
             reason: reason.clone(),
         });
     }
+    let limits = inbound.limits;
+    let mut to_sender = inbound.recent.to_sender;
+    // The ticket had its automatic answers for this window: a follow-up gets none.
+    let ticket_limited = inbound.ticket.is_some() && inbound.recent.on_ticket >= limits.per_ticket;
     for (template, rule) in wanted {
         let audience = policy.templates.audience(template);
         let to = match audience {
@@ -286,6 +311,24 @@ fn guard(
                 ))
             })
         };
+        let hold = hold.or_else(|| {
+            if to_staff || to.is_err() {
+                None
+            } else if ticket_limited {
+                Some(Hold::Because(format!(
+                    "{template}: rate limit, this ticket already had {} automatic mail(s) in the last {} minutes (limit {})",
+                    inbound.recent.on_ticket, limits.window_minutes, limits.per_ticket
+                )))
+            } else if to_sender >= limits.per_address {
+                Some(Hold::Because(format!(
+                    "{template}: rate limit, {to_sender} automatic mail(s) to this address in the last {} minutes (limit {})",
+                    limits.window_minutes, limits.per_address
+                )))
+            } else {
+                to_sender += 1;
+                None
+            }
+        });
         match (hold, to) {
             (Some(Hold::Explained), _) => {}
             (Some(Hold::Because(reason)), _) | (None, Err(reason)) => {
@@ -347,6 +390,9 @@ mod tests {
             history: false,
             oversize: None,
             business_hours: true,
+            reports_on: None,
+            recent: Recent::default(),
+            limits: Limits::default(),
         }
     }
 
@@ -490,6 +536,51 @@ mod tests {
             matches!(&d.effects[1], Effect::FlagForStaff { reason } if reason.contains("30000000 bytes"))
         );
         assert_eq!(sends(&d.effects)[0].0, "support_ack");
+    }
+
+    #[test]
+    fn automatic_mails_stop_at_the_rate_limits() {
+        let m = mail("ann@example.com");
+        let limited = |recent: Recent, ticket: Option<&TicketRef>| {
+            let d = decide(
+                Inbound {
+                    recent,
+                    ..inbound(&m, &customer(), ticket)
+                },
+                &policy(),
+            );
+            (
+                sends(&d.effects).len(),
+                d.effects
+                    .iter()
+                    .filter_map(|e| match e {
+                        Effect::SuppressReply { reason } => Some(reason.clone()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let four = Recent {
+            to_sender: 4,
+            on_ticket: 0,
+        };
+        assert_eq!(
+            limited(four, None),
+            (1, vec![]),
+            "the fifth mail in the hour goes"
+        );
+        let five = Recent {
+            to_sender: 5,
+            on_ticket: 0,
+        };
+        let (sent, why) = limited(five, None);
+        assert_eq!(sent, 0);
+        assert!(
+            why[0].contains(
+                "rate limit, 5 automatic mail(s) to this address in the last 60 minutes (limit 5)"
+            ),
+            "{why:?}"
+        );
     }
 
     #[test]

@@ -92,6 +92,13 @@ pub enum Effect {
         template: String,
         to: Recipient,
     },
+    /// A machine reports that our mail could not be delivered.
+    Bounced {
+        message_id: String,
+        /// The address failed for good, not just a delay.
+        permanent: bool,
+        reason: String,
+    },
     /// No automatic answer, and why (recorded in the audit log).
     SuppressReply {
         reason: String,

@@ -3,11 +3,13 @@
 
 mod auth;
 mod automated;
+pub mod bounce;
 mod language;
 
-use mail_parser::{Address, HeaderValue, Message, MessageParser};
+use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders};
 
 pub use automated::Automated;
+pub use bounce::Bounce;
 
 /// What maildesk knows about one incoming message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,11 @@ pub struct ParsedMail {
     pub malformed: Option<String>,
     /// Set when the message was sent by a machine and must never be answered.
     pub automated: Option<Automated>,
+    /// For automated mail: Message-IDs on our domains it mentions (the mail of ours it
+    /// bounces or answers), wherever they appear.
+    pub mentions: Vec<String>,
+    /// For automated mail: the failure it reports, if it is a bounce.
+    pub bounce: Option<Bounce>,
 }
 
 impl ParsedMail {
@@ -59,6 +66,8 @@ impl ParsedMail {
                 text: String::from_utf8_lossy(raw).into_owned(),
                 malformed: Some("no header could be read".into()),
                 automated: None,
+                mentions: Vec::new(),
+                bounce: None,
             };
         };
         let from = message
@@ -74,6 +83,27 @@ impl ParsedMail {
         };
         let automated = automated::detect(&message, from.as_deref(), own_addresses);
         let subject = message.subject().map(single_line).unwrap_or_default();
+        let (mentions, bounce) = match &automated {
+            Some(_) => {
+                let domains: Vec<String> = own_addresses
+                    .iter()
+                    .filter_map(|a| a.rsplit_once('@').map(|(_, d)| d.to_string()))
+                    .collect();
+                let report_type = message
+                    .content_type()
+                    .filter(|ct| {
+                        ct.subtype()
+                            .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+                    })
+                    .and_then(|ct| ct.attribute("report-type"));
+                let robot = from.as_deref().is_some_and(automated::is_robot);
+                (
+                    bounce::mentioned_ids(raw, &domains),
+                    bounce::read(raw, &subject, report_type, robot),
+                )
+            }
+            None => (Vec::new(), None),
+        };
         let text = message
             .body_text(0)
             .map(|t| t.into_owned())
@@ -106,6 +136,8 @@ impl ParsedMail {
             text,
             malformed,
             automated,
+            mentions,
+            bounce,
         }
     }
 

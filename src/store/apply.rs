@@ -10,7 +10,7 @@ use super::{StoreError, accounts, staff, timestamp};
 use crate::compose::variables::{
     CaseVars, ConfirmationVars, DeskVars, IncidentVars, MailFacts, MessageVars, TicketVars,
 };
-use crate::compose::{self, Composed, Draft, InReplyTo, Templates};
+use crate::compose::{self, Composed, Conversation, Draft, InReplyTo, Templates};
 use crate::config::Role;
 use crate::desk::thread::Threader;
 use crate::desk::{Effect, Recipient};
@@ -227,6 +227,39 @@ pub fn apply(
                     &format!("by rule {rule}"),
                 )?;
             }
+            Effect::Bounced {
+                message_id,
+                permanent: true,
+                reason,
+            } => {
+                exec(
+                    tx,
+                    "UPDATE outbox SET bounced_at = ?1, bounce_reason = ?2
+                      WHERE message IN (SELECT id FROM messages WHERE direction = 'out' AND message_id = ?3)",
+                    params![at, reason, message_id],
+                )?;
+                event(
+                    ticket,
+                    "mail.bounced",
+                    "system",
+                    &format!("<{message_id}>: {reason}"),
+                )?;
+                // The address we answer at does not work: a person must find another way.
+                let why = format!("our mail <{message_id}> could not be delivered: {reason}");
+                flag(tx, ticket, &why, &at)?;
+            }
+            Effect::Bounced {
+                message_id,
+                permanent: false,
+                reason,
+            } => {
+                event(
+                    ticket,
+                    "mail.delayed",
+                    "system",
+                    &format!("<{message_id}>: {reason}"),
+                )?;
+            }
             Effect::SuppressReply { reason } => {
                 event(ticket, "reply.suppressed", "system", reason)?
             }
@@ -256,6 +289,16 @@ pub fn apply(
                             references: &incoming.mail.references,
                         },
                         unique: &unique,
+                        // Not for mails to a sender: they carry nothing from our
+                        // records, not even the ticket's subject.
+                        conversation: ticket
+                            .zip(facts.ticket.opened)
+                            .filter(|_| !matches!(to, Recipient::Sender { .. }))
+                            .map(|(n, opened)| Conversation {
+                                ticket: n,
+                                opened,
+                                topic: &facts.ticket.subject,
+                            }),
                     };
                     match compose::compose(outgoing.templates, draft, now) {
                         Ok(composed) => {
@@ -332,7 +375,8 @@ fn exec(
     Ok(tx.prepare_cached(sql)?.execute(params)?)
 }
 
-fn flag(
+/// Marks the ticket for staff, adding `reason` to the reasons already there.
+pub(super) fn flag(
     tx: &Transaction<'_>,
     ticket: Option<i64>,
     reason: &str,
@@ -393,13 +437,17 @@ fn mail_facts(
         Some(n) => tx
             .prepare_cached(
                 "SELECT t.subject, t.priority, t.category, t.queue, t.status, t.case_category, t.case_severity,
-                        i.name, i.impact, i.status, i.opened_at, i.resolved_at, t.confirmation
+                        i.name, i.impact, i.status, i.opened_at, i.resolved_at, t.confirmation, t.created_at
                    FROM tickets t LEFT JOIN incidents i ON i.id = t.incident_id
                   WHERE t.number = ?1",
             )?
             .query_row([n], |r| {
                 Ok((
                     TicketVars {
+                        opened: r
+                            .get::<_, String>(13)?
+                            .parse::<DateTime<Utc>>()
+                            .ok(),
                         number: n,
                         tag: out.threader.subject_tag(n),
                         subject: r.get(0)?,
@@ -427,6 +475,7 @@ fn mail_facts(
         row.unwrap_or_else(|| {
             (
                 TicketVars {
+                    opened: None,
                     number: 0,
                     tag: String::new(),
                     subject: mail.subject.clone(),

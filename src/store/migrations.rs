@@ -16,9 +16,10 @@ const SCHEMA: &str = include_str!("../../schema.sql");
 const STEPS: &[(u32, &str)] = &[
     (2, include_str!("migrations/0002_imap_first_sync.sql")),
     (3, include_str!("migrations/0003_rules.sql")),
+    (4, include_str!("migrations/0004_outbound.sql")),
 ];
 
-pub const LATEST_VERSION: u32 = 3;
+pub const LATEST_VERSION: u32 = 4;
 
 pub(super) fn migrate(conn: &mut Connection, name: &str) -> Result<(), StoreError> {
     migrate_with(conn, name, SCHEMA, LATEST_VERSION, STEPS)

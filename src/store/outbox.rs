@@ -1,7 +1,7 @@
 //! Delivery bookkeeping of the outbox: what is due, what was sent, what must be retried.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use rusqlite::{Connection, params};
 
 use super::{Store, StoreError, timestamp};
 
@@ -9,6 +9,8 @@ use super::{Store, StoreError, timestamp};
 pub struct PendingMail {
     pub id: i64,
     pub ticket: Option<i64>,
+    /// When it was queued: a mail undelivered for too long is given up.
+    pub queued_at: DateTime<Utc>,
     pub envelope_from: String,
     pub recipient: String,
     pub attempts: u32,
@@ -23,7 +25,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<PendingMail>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT o.id, m.ticket, o.envelope_from, o.recipient, o.attempts, m.raw
+            "SELECT o.id, m.ticket, o.envelope_from, o.recipient, o.attempts, m.raw, m.received_at
                FROM outbox o JOIN messages m ON m.id = o.message
               WHERE o.status = 'pending' AND o.next_attempt_at <= ?1
               ORDER BY o.id LIMIT ?2",
@@ -36,6 +38,13 @@ impl Store {
                 recipient: r.get(3)?,
                 attempts: r.get(4)?,
                 raw: r.get(5)?,
+                queued_at: r.get::<_, String>(6)?.parse().map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        6,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -70,4 +79,67 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+impl Store {
+    /// Gives a mail up: it failed for good, or stayed undelivered too long. The ticket
+    /// records it and is flagged, so a person finds another way to reach the customer.
+    pub fn mark_failed(
+        &mut self,
+        mail: &PendingMail,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let at = timestamp(now);
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?1 WHERE id = ?2",
+            params![error, mail.id],
+        )?;
+        let detail = format!("to {}: {error}", mail.recipient);
+        tx.execute(
+            "INSERT INTO events (at, ticket, message, kind, actor, detail)
+             SELECT ?1, ?2, message, 'mail.failed', 'system', ?3 FROM outbox WHERE id = ?4",
+            params![at, mail.ticket, detail, mail.id],
+        )?;
+        super::apply::flag(
+            &tx,
+            mail.ticket,
+            &format!("our mail could not be delivered {detail}"),
+            &at,
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Automatic mails (not to staff) queued since `since`: to `address`, and on `ticket`.
+/// Read inside the ingesting transaction, so mails queued earlier in the same batch count.
+pub fn recent_automatic(
+    conn: &Connection,
+    address: Option<&str>,
+    ticket: Option<i64>,
+    since: DateTime<Utc>,
+) -> Result<(u32, u32), StoreError> {
+    let since = timestamp(since);
+    let to_address: u32 = match address {
+        Some(address) => conn
+            .prepare_cached(
+                "SELECT count(*) FROM outbox o JOIN messages m ON m.id = o.message
+                  WHERE o.recipient = ?1 AND m.received_at >= ?2",
+            )?
+            .query_row(params![address, since], |r| r.get(0))?,
+        None => 0,
+    };
+    let on_ticket: u32 = match ticket {
+        Some(ticket) => conn
+            .prepare_cached(
+                "SELECT count(*) FROM outbox o JOIN messages m ON m.id = o.message
+                  WHERE m.ticket = ?1 AND m.received_at >= ?2
+                    AND o.recipient NOT IN (SELECT email FROM staff)",
+            )?
+            .query_row(params![ticket, since], |r| r.get(0))?,
+        None => 0,
+    };
+    Ok((to_address, on_ticket))
 }

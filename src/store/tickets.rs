@@ -192,3 +192,17 @@ impl Store {
         }))
     }
 }
+
+/// The first of `ids` that is a mail we sent, with its ticket: what an automated message
+/// (a bounce, an out-of-office) that mentions it is about.
+pub fn our_mail(conn: &Connection, ids: &[String]) -> Result<Option<(String, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT ticket FROM messages WHERE direction = 'out' AND message_id = ?1 AND ticket IS NOT NULL",
+    )?;
+    for id in ids {
+        if let Some(ticket) = stmt.query_row([id], |r| r.get(0)).optional()? {
+            return Ok(Some((id.clone(), ticket)));
+        }
+    }
+    Ok(None)
+}
