@@ -413,8 +413,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let traffic = mailgen::traffic(seed, 60, 500, 30);
     std::fs::write(desk.examples().join("accounts.csv"), &traffic.accounts_csv).unwrap();
     // Every new ticket is acknowledged: ~6 per account here, over the default rate limit.
-    let config = std::fs::read_to_string(desk.config()).unwrap();
-    std::fs::write(desk.config(), config + "\n[limits]\nper_address = 1000\n").unwrap();
+    desk.append_config("[limits]\nper_address = 1000");
     dovecot.append_many(SUPPORT, "INBOX", &traffic.messages);
 
     let mut rng = mailgen::Rng::new(seed);

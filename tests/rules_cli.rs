@@ -986,8 +986,7 @@ fn no_incoming_subject_can_add_a_header_to_our_mails() {
     )
     .unwrap();
     // Five messages from one customer, two answers each: above the default rate limit.
-    let config = std::fs::read_to_string(desk.config()).unwrap();
-    std::fs::write(desk.config(), config + "\n[limits]\nper_address = 100\n").unwrap();
+    desk.append_config("[limits]\nper_address = 100");
     desk.ok(&["check"]);
 
     // (subject header as sent, the address the injection tries to add)

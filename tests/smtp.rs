@@ -5,20 +5,11 @@ mod common;
 use common::smtp::{SmtpSink, free_port};
 use common::{Desk, header};
 
-fn use_smtp(desk: &Desk, port: u16) {
-    let config = desk.config();
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "[outgoing]\ntransport = \"file\"\ndir = \"out/mail\"",
-        &format!("[outgoing]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"plain\""),
-    );
-    std::fs::write(config, text).unwrap();
-}
-
 #[test]
 fn acknowledgements_reach_a_real_smtp_server() {
     let desk = Desk::demo();
     let sink = SmtpSink::start(desk.dir.path());
-    use_smtp(&desk, sink.port);
+    desk.use_smtp(sink.port);
     let summary = desk.ok(&["run", "--once"]);
     assert!(summary.contains("sent 5 mail(s), 0 deferred"), "{summary}");
     let received = sink.received();
@@ -56,7 +47,7 @@ fn acknowledgements_reach_a_real_smtp_server() {
 fn mail_waits_while_the_server_is_down_and_goes_out_once_it_is_back() {
     let desk = Desk::demo();
     let port = free_port();
-    use_smtp(&desk, port);
+    desk.use_smtp(port);
     let summary = desk.ok(&["run", "--once"]);
     assert!(summary.contains("sent 0 mail(s), 5 deferred"), "{summary}");
     let (attempts, error): (i64, String) = desk

@@ -98,6 +98,27 @@ impl Desk {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Sends the desk's mail through the SMTP server on `port` of 127.0.0.1.
+    pub fn use_smtp(&self, port: u16) {
+        self.edit_config(
+            "[outgoing]\ntransport = \"file\"\ndir = \"out/mail\"",
+            &format!("[outgoing]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"plain\""),
+        );
+    }
+
+    /// Replaces `from` (which must be there) with `to` in the config file.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.config()).expect("config");
+        assert!(text.contains(from), "config has no {from:?}:\n{text}");
+        std::fs::write(self.config(), text.replace(from, to)).expect("config");
+    }
+
+    /// Adds lines (e.g. a `[limits]` table) at the end of the config file.
+    pub fn append_config(&self, lines: &str) {
+        let text = std::fs::read_to_string(self.config()).expect("config");
+        std::fs::write(self.config(), format!("{text}\n{lines}\n")).expect("config");
+    }
+
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.ok(args)).expect("json output")
     }
