@@ -9,6 +9,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use crate::config::{Outgoing, Security, TransportKind};
+use crate::store::apply::GivenUp;
 use crate::store::outbox::PendingMail;
 use crate::store::{Store, StoreError};
 
@@ -116,12 +117,12 @@ struct SendError {
     permanent: bool,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone)]
 pub struct Delivery {
     pub sent: usize,
     pub deferred: usize,
-    /// Given up: refused for good, or too old.
-    pub failed: usize,
+    /// Given up: refused for good, or too old. Those of a ticket, for staff alerts.
+    pub given_up: Vec<GivenUp>,
 }
 
 /// Wait before attempt `attempts + 1`: 1 min, doubling, at most 1 h.
@@ -164,7 +165,13 @@ pub async fn deliver_due(
                             )
                         };
                         store.mark_failed(&mail, &why, Utc::now())?;
-                        delivery.failed += 1;
+                        delivery.given_up.push(GivenUp {
+                            outbox: mail.id,
+                            ticket: mail.ticket,
+                            recipient: mail.recipient.clone(),
+                            message_id: mail.message_id.clone(),
+                            error: why.clone(),
+                        });
                         tracing::error!(outbox = mail.id, to = %mail.recipient, error = %why, "delivery given up; ticket flagged for staff");
                     } else {
                         let retry_at = Utc::now() + retry_delay(mail.attempts);

@@ -17,7 +17,7 @@ use crate::identity::{self, Sender};
 use crate::mail::{ParsedMail, normalize_address};
 use crate::policy::{Policy, SharedPolicy};
 use crate::source::SourceMessage;
-use crate::store::apply::{self, Incoming, Outgoing};
+use crate::store::apply::{self, GivenUp, Incoming, Outgoing};
 use crate::store::{Store, StoreError, cursors, outbox, tickets};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +163,27 @@ impl Pipeline {
         Ok(outcomes)
     }
 
+    /// Tells staff about mails that were given up (see [`apply::alert_staff`]), in one
+    /// transaction; returns how many notices were queued.
+    pub fn alert_staff(
+        &mut self,
+        given_up: &[GivenUp],
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        if given_up.is_empty() {
+            return Ok(0);
+        }
+        let policy = self.desk.policy.current();
+        let tx = self.store.conn.transaction()?;
+        let outgoing = self.desk.outgoing(&policy);
+        let mut queued = 0;
+        for failed in given_up {
+            queued += apply::alert_staff(&tx, failed, &outgoing, now)?;
+        }
+        tx.commit()?;
+        Ok(queued)
+    }
+
     /// Everything that would happen to `message`, rules matched and mails fully written,
     /// computed by the very code that ingests, inside a transaction that is then rolled
     /// back: no row is changed and nothing is sent.
@@ -213,6 +234,17 @@ fn describe(sender: &Sender) -> String {
 }
 
 impl Desk {
+    /// What outgoing mails are made from, under `policy`.
+    fn outgoing<'a>(&'a self, policy: &'a Policy) -> Outgoing<'a> {
+        Outgoing {
+            templates: &policy.templates,
+            threader: &self.threader,
+            desk: &self.vars,
+            default_language: &self.default_language,
+            zone: self.time.zone,
+        }
+    }
+
     /// `None` when the message was already stored.
     fn ingest_one(
         &self,
@@ -273,13 +305,7 @@ impl Desk {
             mail,
             sender: &sender,
         };
-        let outgoing = Outgoing {
-            templates: &policy.templates,
-            threader: &self.threader,
-            desk: &self.vars,
-            default_language: &self.default_language,
-            zone: self.time.zone,
-        };
+        let outgoing = self.outgoing(policy);
         let applied = apply::apply(tx, &incoming, &decision.effects, &outgoing, now)?;
         tracing::debug!(
             mailbox = %message.mailbox,

@@ -226,11 +226,25 @@ fn a_refused_recipient_is_given_up_at_once_recorded_and_flagged() {
     let sink = SmtpSink::start_refusing(desk.dir.path(), "jane.doe@");
     desk.use_smtp(sink.port);
     let summary = desk.ok(&["run", "--once"]);
+    // Four mails, and the alert to staff about the fifth.
     assert!(
-        summary.contains("sent 4 mail(s), 0 deferred, 1 undeliverable"),
+        summary.contains("sent 5 mail(s), 0 deferred, 1 undeliverable"),
         "{summary}"
     );
-    assert_eq!(sink.received().len(), 4);
+    let received = sink.received();
+    assert_eq!(received.len(), 5);
+    let alert = received
+        .iter()
+        .find(|m| {
+            m.contains("X-RcptTo: luca@acme-hosting.example")
+                && m.contains("could not be delivered")
+        })
+        .expect("an alert to staff");
+    assert!(
+        alert.contains("our mail to jane.doe@janedoe.example could not be delivered"),
+        "{alert}"
+    );
+    assert!(alert.contains("550"), "{alert}");
     let (status, error, ticket): (String, String, i64) = desk
         .db()
         .query_row(
@@ -273,20 +287,29 @@ fn mail_undelivered_longer_than_max_age_is_given_up() {
         "security = \"plain\"\nmax_age_hours = 0",
     );
     let summary = desk.ok(&["run", "--once"]);
+    // The five mails, then the alerts to staff about the four not to staff, which
+    // cannot go either (and beget no alert of their own).
     assert!(
-        summary.contains("sent 0 mail(s), 0 deferred, 5 undeliverable"),
+        summary.contains("sent 0 mail(s), 0 deferred, 9 undeliverable"),
         "{summary}"
     );
     assert_eq!(
         count(&desk, "SELECT count(*) FROM outbox WHERE status = 'failed'"),
-        5
+        9
     );
     assert_eq!(
         count(
             &desk,
             "SELECT count(*) FROM events WHERE kind = 'mail.failed'"
         ),
-        5
+        9
+    );
+    assert_eq!(
+        count(
+            &desk,
+            "SELECT count(*) FROM events WHERE kind = 'staff.alerted'"
+        ),
+        4
     );
 }
 

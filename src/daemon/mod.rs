@@ -99,6 +99,8 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
         let s = import_file(&mut outbox_store, file.get_ref())?;
         tracing::info!(file = %file.get_ref().display(), created = s.created, updated = s.updated, unchanged = s.unchanged, "imported accounts");
     }
+    // The outbox's own connection, with the desk's templates for alerts to staff.
+    let mut outbox = Pipeline::new(config, outbox_store, policy.clone())?;
     let transport = Transport::from_config(&config.outgoing)?;
     let max_age = chrono::Duration::hours(i64::from(config.outgoing.max_age_hours));
     let shutdown = CancellationToken::new();
@@ -172,7 +174,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
                 Err(e) => failures.push(e),
             }
         }
-        totals.add(deliver(&mut outbox_store, &transport, max_age).await?);
+        totals.add(deliver(&mut outbox, &transport, max_age).await?);
     } else {
         loop {
             tokio::select! {
@@ -180,7 +182,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
                 _ = tokio::time::sleep(OUTBOX_INTERVAL) => {}
                 _ = shutdown.cancelled() => break,
             }
-            totals.add(deliver(&mut outbox_store, &transport, max_age).await?);
+            totals.add(deliver(&mut outbox, &transport, max_age).await?);
         }
         while let Some(result) = sources.join_next().await {
             match result? {
@@ -197,18 +199,26 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
     }
 }
 
+/// Delivers what is due; staff are told of every mail given up, and those notices go
+/// out in the next round. Ends: an alert is only written for a mail not to staff.
 async fn deliver(
-    store: &mut Store,
+    outbox: &mut Pipeline,
     transport: &Transport,
     max_age: chrono::Duration,
 ) -> Result<RunTotals, DaemonError> {
-    let delivery = outbox::deliver_due(store, transport, Utc::now(), max_age).await?;
-    Ok(RunTotals {
-        sent: delivery.sent,
-        deferred: delivery.deferred,
-        undeliverable: delivery.failed,
-        ..RunTotals::default()
-    })
+    let mut totals = RunTotals::default();
+    loop {
+        let delivery = outbox::deliver_due(outbox.store(), transport, Utc::now(), max_age).await?;
+        totals.add(RunTotals {
+            sent: delivery.sent,
+            deferred: delivery.deferred,
+            undeliverable: delivery.given_up.len(),
+            ..RunTotals::default()
+        });
+        if outbox.alert_staff(&delivery.given_up, Utc::now())? == 0 {
+            return Ok(totals);
+        }
+    }
 }
 
 fn listen_for_signals(shutdown: CancellationToken) -> Result<(), DaemonError> {

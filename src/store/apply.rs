@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::accounts::Account;
 use super::{StoreError, accounts, staff, timestamp};
 use crate::compose::variables::{
     CaseVars, ConfirmationVars, DeskVars, IncidentVars, MailFacts, MessageVars, TicketVars,
@@ -269,7 +270,14 @@ pub fn apply(
                     Some(facts) => facts,
                     None => facts.insert(MailFacts {
                         reason: (!flags.is_empty()).then(|| flags.join("; ")),
-                        ..mail_facts(tx, incoming, ticket, outgoing, now)?
+                        ..mail_facts(
+                            tx,
+                            incoming.mail,
+                            incoming.sender.account().cloned(),
+                            ticket,
+                            outgoing,
+                            now,
+                        )?
                     }),
                 };
                 for (n, address, language) in recipients(tx, to, incoming, outgoing)? {
@@ -425,14 +433,15 @@ fn recipients(
 }
 
 /// Everything templates may show, read from the ticket as it now stands.
+/// `mail` is the message the mail is about, `account` the customer's.
 fn mail_facts(
     tx: &Transaction<'_>,
-    incoming: &Incoming<'_>,
+    mail: &ParsedMail,
+    account: Option<Account>,
     ticket: Option<i64>,
     out: &Outgoing<'_>,
     now: DateTime<Utc>,
 ) -> Result<MailFacts, StoreError> {
-    let mail = incoming.mail;
     let row = match ticket {
         Some(n) => tx
             .prepare_cached(
@@ -505,7 +514,7 @@ fn mail_facts(
             language: mail.language.clone(),
             text: mail.text.clone(),
         },
-        account: incoming.sender.account().cloned(),
+        account,
         case: CaseVars {
             category: case_category,
             severity: case_severity,
@@ -518,4 +527,93 @@ fn mail_facts(
         },
         reason: None,
     })
+}
+
+/// One of our mails that was given up (see [`crate::outbox::deliver_due`]).
+#[derive(Debug, Clone)]
+pub struct GivenUp {
+    pub outbox: i64,
+    pub ticket: Option<i64>,
+    pub recipient: String,
+    pub message_id: Option<String>,
+    pub error: String,
+}
+
+/// Tells every staff member (template `staff_notice`) that a mail of a ticket could not be
+/// delivered. Not for mails to staff themselves: an undeliverable alert must not beget
+/// another. Returns how many notices were queued.
+pub fn alert_staff(
+    tx: &Transaction<'_>,
+    failed: &GivenUp,
+    out: &Outgoing<'_>,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let Some(ticket) = failed.ticket else {
+        return Ok(0);
+    };
+    if staff::all(tx)?.contains(&failed.recipient) {
+        return Ok(0);
+    }
+    // What the ticket is about: its latest message from outside, as received.
+    let latest: Option<(Vec<u8>, Option<i64>)> = tx
+        .prepare_cached(
+            "SELECT m.raw, t.account_id FROM messages m JOIN tickets t ON t.number = m.ticket
+              WHERE m.ticket = ?1 AND m.direction = 'in' ORDER BY m.id DESC LIMIT 1",
+        )?
+        .query_row([ticket], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((raw, account_id)) = latest else {
+        return Ok(0);
+    };
+    let mail = ParsedMail::read(&raw, &[]);
+    let account = match account_id {
+        Some(id) => accounts::find_by_id(tx, id)?,
+        None => None,
+    };
+    let reason = format!(
+        "our mail to {} could not be delivered: {}",
+        failed.recipient, failed.error
+    );
+    let facts = MailFacts {
+        reason: Some(reason.clone()),
+        ..mail_facts(tx, &mail, account, Some(ticket), out, now)?
+    };
+    let at = timestamp(now);
+    let mut queued = 0;
+    for (n, address) in staff::all(tx)?.into_iter().enumerate() {
+        let unique = format!("undeliverable-{}.{}", failed.outbox, n + 1);
+        let draft = Draft {
+            template: crate::rules::STAFF_NOTICE,
+            language: out.default_language,
+            from_name: &out.desk.name,
+            from_address: &out.desk.support_address,
+            to: &address,
+            facts: &facts,
+            answering: InReplyTo {
+                message_id: failed.message_id.as_deref(),
+                references: &[],
+            },
+            unique: &unique,
+            conversation: facts.ticket.opened.map(|opened| Conversation {
+                ticket,
+                opened,
+                topic: &facts.ticket.subject,
+            }),
+        };
+        match compose::compose(out.templates, draft, now) {
+            Ok(composed) => {
+                queue(tx, &composed, Some(ticket), &at)?;
+                exec(
+                    tx,
+                    "INSERT INTO events (at, ticket, kind, actor, detail) VALUES (?1, ?2, 'staff.alerted', 'system', ?3)",
+                    params![at, ticket, format!("{address}: {reason}")],
+                )?;
+                queued += 1;
+            }
+            Err(error) => {
+                tracing::error!(ticket, %error, "cannot write the undeliverable-mail alert");
+            }
+        }
+    }
+    Ok(queued)
 }

@@ -11,6 +11,7 @@ pub struct PendingMail {
     pub ticket: Option<i64>,
     /// When it was queued: a mail undelivered for too long is given up.
     pub queued_at: DateTime<Utc>,
+    pub message_id: Option<String>,
     pub envelope_from: String,
     pub recipient: String,
     pub attempts: u32,
@@ -25,7 +26,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<PendingMail>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT o.id, m.ticket, o.envelope_from, o.recipient, o.attempts, m.raw, m.received_at
+            "SELECT o.id, m.ticket, o.envelope_from, o.recipient, o.attempts, m.raw, m.received_at, m.message_id
                FROM outbox o JOIN messages m ON m.id = o.message
               WHERE o.status = 'pending' AND o.next_attempt_at <= ?1
               ORDER BY o.id LIMIT ?2",
@@ -38,6 +39,7 @@ impl Store {
                 recipient: r.get(3)?,
                 attempts: r.get(4)?,
                 raw: r.get(5)?,
+                message_id: r.get(7)?,
                 queued_at: r.get::<_, String>(6)?.parse().map_err(|e| {
                     rusqlite::Error::FromSqlConversionFailure(
                         6,
