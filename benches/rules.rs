@@ -74,19 +74,22 @@ fn main() {
         status: "active".into(),
         details_valid: true,
     });
-    let facts = facts(&Inbound {
-        mailbox: "support",
-        role: Role::Support,
-        mail: &mail,
-        sender: &sender,
-        ticket: None,
-        history: false,
-        oversize: None,
-        business_hours: true,
-        reports_on: None,
-        recent: Recent::default(),
-        limits: Limits::default(),
-    });
+    let facts = facts(
+        &Inbound {
+            mailbox: "support",
+            role: Role::Support,
+            mail: &mail,
+            sender: &sender,
+            ticket: None,
+            history: false,
+            oversize: None,
+            business_hours: true,
+            reports_on: None,
+            recent: Recent::default(),
+            limits: Limits::default(),
+        },
+        set.uses_language(),
+    );
 
     // Warm up (lazy DFA caches fill on first use, as in the long-running daemon).
     let mut matched = 0;

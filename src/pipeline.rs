@@ -199,7 +199,7 @@ impl Pipeline {
         tx.rollback()?;
         Ok(handled.map(|h| Explained {
             sender: describe(&h.sender),
-            language: mail.language.clone(),
+            language: mail.language().map(str::to_string),
             business_hours: h.business_hours,
             ticket: h.joined,
             decision: h.decision,

@@ -106,7 +106,9 @@ pub fn decide(inbound: Inbound<'_>, policy: &Policy) -> Decision {
             reason: format!("message of {size} bytes is over the size limit: only its header is stored, the whole message stays on the mail server"),
         });
     }
-    let evaluation = policy.rules.evaluate(&facts(&inbound));
+    let evaluation = policy
+        .rules
+        .evaluate(&facts(&inbound, policy.rules.uses_language()));
     rule_effects(&evaluation, ticket, sender, &mut effects);
     let sends = wanted_mails(&evaluation, sender);
     guard(&inbound, &evaluation, policy, sends, &mut effects);
@@ -116,8 +118,9 @@ pub fn decide(inbound: Inbound<'_>, policy: &Policy) -> Decision {
     }
 }
 
-/// What the rules see of a message.
-pub fn facts<'a>(inbound: &Inbound<'a>) -> Facts<'a> {
+/// What the rules see of a message. The language is only detected (a costly guess)
+/// when `with_language`, i.e. when a rule asks for it.
+pub fn facts<'a>(inbound: &Inbound<'a>, with_language: bool) -> Facts<'a> {
     let mail = inbound.mail;
     Facts {
         mailbox: inbound.mailbox,
@@ -135,7 +138,7 @@ pub fn facts<'a>(inbound: &Inbound<'a>) -> Facts<'a> {
         body: &mail.text,
         headers: &mail.headers,
         has_attachment: mail.attachments > 0,
-        language: mail.language.as_deref(),
+        language: if with_language { mail.language() } else { None },
         category: inbound.ticket.and_then(|t| t.category.as_deref()),
         business_hours: inbound.business_hours,
         new_ticket: inbound.ticket.is_none(),

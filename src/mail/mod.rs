@@ -6,6 +6,8 @@ mod automated;
 pub mod bounce;
 mod language;
 
+use std::sync::OnceLock;
+
 use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders};
 
 pub use automated::Automated;
@@ -27,8 +29,10 @@ pub struct ParsedMail {
     /// parser decodes as text (Subject, Comments...) are decoded; others are as written.
     pub headers: Vec<(String, String)>,
     pub attachments: usize,
-    /// ISO 639-1 code of the language the message is written in, when it can be told.
-    pub language: Option<String>,
+    /// ISO 639-1 code of the language, when it can be told: see [`ParsedMail::language`].
+    /// Detecting it costs more than the rest of reading a message, and most messages never
+    /// need it, so it is found on first use.
+    language: OnceLock<Option<String>>,
     /// Set when the receiving server reported failed authentication (`dmarc=fail`...):
     /// the From address is then not proof of who wrote the message.
     pub auth_failed: Option<String>,
@@ -61,7 +65,7 @@ impl ParsedMail {
                 subject: String::new(),
                 headers: Vec::new(),
                 attachments: 0,
-                language: None,
+                language: OnceLock::new(),
                 auth_failed: None,
                 text: String::from_utf8_lossy(raw).into_owned(),
                 malformed: Some("no header could be read".into()),
@@ -123,7 +127,7 @@ impl ParsedMail {
                 .filter_map(|a| a.address())
                 .map(normalize_address)
                 .collect(),
-            language: language::detect(&subject, &text),
+            language: OnceLock::new(),
             auth_failed: auth::failure(
                 headers
                     .iter()
@@ -139,6 +143,13 @@ impl ParsedMail {
             mentions,
             bounce,
         }
+    }
+
+    /// The language the message is written in (ISO 639-1), when it can be told.
+    pub fn language(&self) -> Option<&str> {
+        self.language
+            .get_or_init(|| language::detect(&self.subject, &self.text))
+            .as_deref()
     }
 
     /// Every Message-ID this message points back to, nearest first.

@@ -185,6 +185,11 @@ pub struct Evaluation {
 }
 
 impl RuleSet {
+    /// Whether any rule has a `language` condition.
+    pub fn uses_language(&self) -> bool {
+        self.rules.iter().any(|r| r.when.language.is_some())
+    }
+
     pub fn evaluate(&self, facts: &Facts<'_>) -> Evaluation {
         let hits: Vec<OnceCell<Vec<bool>>> = self.sets.iter().map(|_| OnceCell::new()).collect();
         let hit = |p: PatternRef| {

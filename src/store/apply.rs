@@ -273,6 +273,15 @@ pub fn apply(
                         ..mail_facts(
                             tx,
                             incoming.mail,
+                            effects.iter().any(|e| {
+                                matches!(
+                                    e,
+                                    Effect::Send {
+                                        to: Recipient::Sender { .. } | Recipient::Staff,
+                                        ..
+                                    }
+                                )
+                            }),
                             incoming.sender.account().cloned(),
                             ticket,
                             outgoing,
@@ -418,10 +427,10 @@ fn recipients(
             // The sender's own language if we have its mail in it, else the desk's.
             let language = incoming
                 .mail
-                .language
-                .clone()
+                .language()
                 .filter(|l| out.templates.has_language(l))
-                .unwrap_or_else(|| out.default_language.to_string());
+                .unwrap_or(out.default_language)
+                .to_string();
             vec![(0, address.clone(), language)]
         }
         Recipient::Staff => staff::all(tx)?
@@ -433,10 +442,12 @@ fn recipients(
 }
 
 /// Everything templates may show, read from the ticket as it now stands.
-/// `mail` is the message the mail is about, `account` the customer's.
+/// `mail` is the message the mail is about, `account` the customer's; `detect_language`
+/// whether `message.language` is wanted (for mails to senders and staff).
 fn mail_facts(
     tx: &Transaction<'_>,
     mail: &ParsedMail,
+    detect_language: bool,
     account: Option<Account>,
     ticket: Option<i64>,
     out: &Outgoing<'_>,
@@ -511,7 +522,11 @@ fn mail_facts(
             subject: mail.subject.clone(),
             from: mail.from.clone(),
             date: local(now),
-            language: mail.language.clone(),
+            // Detecting the language is costly; mails to a customer's account, the
+            // bulk of what we send, are written in the account's language anyway.
+            language: detect_language
+                .then(|| mail.language().map(str::to_string))
+                .flatten(),
             text: mail.text.clone(),
         },
         account,
@@ -576,7 +591,7 @@ pub fn alert_staff(
     );
     let facts = MailFacts {
         reason: Some(reason.clone()),
-        ..mail_facts(tx, &mail, account, Some(ticket), out, now)?
+        ..mail_facts(tx, &mail, true, account, Some(ticket), out, now)?
     };
     let at = timestamp(now);
     let mut queued = 0;
