@@ -5,6 +5,8 @@
 //! then measures:
 //! - the raw rate of a plain `UID FETCH BODY.PEEK[]` of the whole mailbox, in batches of
 //!   the same size maildesk uses: the ceiling set by the server and the machine;
+//! - the same with a `UID MOVE` of each batch after its fetch (on a copy of the mailbox):
+//!   the server's own share of exactly-once ingestion, which maildesk cannot avoid;
 //! - `maildesk run --once` (release build): the time until every message is ingested
 //!   (stored with its ticket, events and queued answer, moved on the server), read from the
 //!   database as it runs; the time until it exits (answers delivered too); its peak RSS;
@@ -25,6 +27,8 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 
 const USER: &str = "support@example.test";
+/// Holds a copy of the mailbox for the fetch-and-move baseline.
+const BASELINE_USER: &str = "abuse@example.test";
 const BATCH: u32 = 500;
 
 fn main() {
@@ -48,9 +52,13 @@ fn main() {
     );
     for chunk in traffic.messages.chunks(1000) {
         dovecot.append_many(USER, "INBOX", chunk);
+        dovecot.append_many(BASELINE_USER, "INBOX", chunk);
     }
 
-    let raw = raw_fetch_rate(dovecot.imap_port, count);
+    let raw = raw_fetch_rate(dovecot.imap_port, USER, count, None);
+    // The same, plus the MOVE that acknowledges each batch: the server's share of
+    // exactly-once ingestion, measured on a copy of the mailbox.
+    let raw_move = raw_fetch_rate(dovecot.imap_port, BASELINE_USER, count, Some("Processed"));
 
     let desk = dir.path().join("desk");
     std::fs::create_dir_all(&desk).expect("mkdir");
@@ -156,6 +164,10 @@ per_address = 1000000
     );
     println!("raw UID FETCH:       {raw:.0} messages/s (batches of {BATCH})");
     println!("ingested / raw:      {:.0} %", rate / raw * 100.0);
+    println!(
+        "raw FETCH + MOVE:    {raw_move:.0} messages/s (the same batches, each moved after its fetch)"
+    );
+    println!("ingested / that:     {:.0} %", rate / raw_move * 100.0);
     println!("peak RSS:            {:.1} MB", peak_kb as f64 / 1024.0);
     println!("maildesk said:       {}", summary.trim());
 
@@ -243,7 +255,9 @@ fn high_water_mark_kb(status_file: &str) -> Option<u64> {
 }
 
 /// Messages per second of a plain `UID FETCH (BODY.PEEK[])` of the whole mailbox.
-fn raw_fetch_rate(port: u16, count: usize) -> f64 {
+/// Messages per second of `UID FETCH BODY.PEEK[]` over `user`'s INBOX in batches, each
+/// batch then moved to `move_to` if given.
+fn raw_fetch_rate(port: u16, user: &str, count: usize, move_to: Option<&str>) -> f64 {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -255,10 +269,13 @@ fn raw_fetch_rate(port: u16, count: usize) -> f64 {
         let mut client = async_imap::Client::new(tcp);
         client.read_response().await.expect("greeting");
         let mut session = client
-            .login(USER, "secret")
+            .login(user, "secret")
             .await
             .map_err(|(e, _)| e)
             .expect("login");
+        if let Some(folder) = move_to {
+            session.create(folder).await.expect("create");
+        }
         session.select("INBOX").await.expect("select");
         let started = Instant::now();
         let mut fetched = 0;
@@ -273,6 +290,9 @@ fn raw_fetch_rate(port: u16, count: usize) -> f64 {
                 .await
                 .expect("fetch stream");
             fetched += batch.iter().filter(|f| f.body().is_some()).count();
+            if let Some(folder) = move_to {
+                session.uid_mv(&set, folder).await.expect("move");
+            }
             first += BATCH;
         }
         let rate = fetched as f64 / started.elapsed().as_secs_f64();

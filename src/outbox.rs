@@ -9,8 +9,8 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use crate::config::{Outgoing, Security, TransportKind};
-use crate::store::apply::GivenUp;
 use crate::store::outbox::PendingMail;
+use crate::store::outgoing::GivenUp;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]

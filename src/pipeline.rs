@@ -17,7 +17,8 @@ use crate::identity::{self, Sender};
 use crate::mail::{ParsedMail, normalize_address};
 use crate::policy::{Policy, SharedPolicy};
 use crate::source::SourceMessage;
-use crate::store::apply::{self, GivenUp, Incoming, Outgoing};
+use crate::store::apply::{self, Incoming};
+use crate::store::outgoing::{self, GivenUp, Outgoing};
 use crate::store::{Store, StoreError, cursors, outbox, tickets};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +179,7 @@ impl Pipeline {
         let outgoing = self.desk.outgoing(&policy);
         let mut queued = 0;
         for failed in given_up {
-            queued += apply::alert_staff(&tx, failed, &outgoing, now)?;
+            queued += outgoing::alert_staff(&tx, failed, &outgoing, now)?;
         }
         tx.commit()?;
         Ok(queued)

@@ -8,6 +8,7 @@ pub mod apply;
 pub mod cursors;
 mod migrations;
 pub mod outbox;
+pub mod outgoing;
 pub mod staff;
 pub mod tickets;
 
@@ -63,6 +64,16 @@ impl Store {
         migrations::migrate(&mut conn, ":memory:")?;
         Ok(Store { conn })
     }
+}
+
+/// Runs a statement through the connection's cache of prepared statements: the same few
+/// statements run for every message, and parsing SQL was a visible share of ingestion.
+pub(crate) fn exec(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<usize, StoreError> {
+    Ok(tx.prepare_cached(sql)?.execute(params)?)
 }
 
 /// The one timestamp format of the database: RFC 3339, UTC, sortable as text.
