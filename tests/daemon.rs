@@ -10,11 +10,7 @@ use common::{Desk, terminate, wait_for};
 #[test]
 fn daemon_polls_for_new_mail_and_exits_cleanly_on_sigterm() {
     let desk = Desk::demo();
-    let config = desk.config();
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("poll_interval_secs = 30", "poll_interval_secs = 1");
-    std::fs::write(&config, text).unwrap();
+    desk.edit_config("poll_interval_secs = 30", "poll_interval_secs = 1");
     let daemon = desk.spawn_daemon();
     let limit = Duration::from_secs(20);
     wait_for("the demo mail to be processed", limit, || {

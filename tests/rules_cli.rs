@@ -538,11 +538,7 @@ fn sighup(child: &Child) {
 #[test]
 fn daemon_refuses_a_broken_reload_keeps_serving_the_old_rules_then_takes_a_good_one() {
     let desk = Desk::demo();
-    let config = desk.config();
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("poll_interval_secs = 30", "poll_interval_secs = 1");
-    std::fs::write(&config, text).unwrap();
+    desk.edit_config("poll_interval_secs = 30", "poll_interval_secs = 1");
     let defaults = count_rules(&rules_dir(&desk));
     let daemon = desk.spawn_daemon();
     let pid = daemon.id();

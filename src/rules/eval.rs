@@ -121,6 +121,7 @@ impl Rule {
 pub struct RuleSet {
     pub rules: Vec<Rule>,
     pub(super) sets: Vec<FieldSet>,
+    pub(super) uses_language: bool,
 }
 
 /// What is known about a message when rules look at it.
@@ -185,9 +186,9 @@ pub struct Evaluation {
 }
 
 impl RuleSet {
-    /// Whether any rule has a `language` condition.
+    /// Whether any rule has a `language` condition (detecting it is costly).
     pub fn uses_language(&self) -> bool {
-        self.rules.iter().any(|r| r.when.language.is_some())
+        self.uses_language
     }
 
     pub fn evaluate(&self, facts: &Facts<'_>) -> Evaluation {

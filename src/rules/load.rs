@@ -98,6 +98,7 @@ pub fn load(dir: &Path, templates: Option<&Templates>) -> (Option<RuleSet>, Vec<
     }
     (
         Some(RuleSet {
+            uses_language: builder.rules.iter().any(|r| r.when.language.is_some()),
             rules: builder.rules,
             sets,
         }),

@@ -226,7 +226,7 @@ pub fn alert_staff(
     let Some(ticket) = failed.ticket else {
         return Ok(0);
     };
-    if staff::all(tx)?.contains(&failed.recipient) {
+    if staff::is_staff(tx, &failed.recipient)? {
         return Ok(0);
     }
     // What the ticket is about: its latest message from outside, as received.
