@@ -276,7 +276,7 @@ pub fn apply(
                     role: incoming.role,
                     message_id: incoming.mail.message_id.as_deref(),
                     references: &incoming.mail.references,
-                    language: incoming.mail.language(),
+                    mail: Some(incoming.mail),
                     sha256: incoming.sha256,
                 };
                 for written in outgoing::write(tx, template, to, &answer, ticket, facts, out, now)?

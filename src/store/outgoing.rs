@@ -87,7 +87,8 @@ fn recipients(
         Recipient::Sender { address } => {
             // The sender's own language if we have its mail in it, else the desk's.
             let language = answer
-                .language
+                .mail
+                .and_then(ParsedMail::language)
                 .filter(|l| out.templates.has_language(l))
                 .unwrap_or(out.default_language)
                 .to_string();
@@ -260,7 +261,7 @@ pub fn alert_staff(
         role: Role::Support,
         message_id: failed.message_id.as_deref(),
         references: &[],
-        language: None,
+        mail: None,
         sha256: &key,
     };
     let mut queued = 0;
@@ -297,8 +298,9 @@ pub struct Answer<'a> {
     pub role: Role,
     pub message_id: Option<&'a str>,
     pub references: &'a [String],
-    /// Its detected language: mails to its sender are written in it when we can.
-    pub language: Option<&'a str>,
+    /// The message itself, when there is one: a mail to its sender is written in its
+    /// language when we can (detected only then: it is costly).
+    pub mail: Option<&'a ParsedMail>,
     /// Makes each Message-ID stable: the same message gives the same mail after a crash.
     pub sha256: &'a str,
 }
