@@ -125,11 +125,11 @@ pub fn facts<'a>(inbound: &Inbound<'a>, with_language: bool) -> Facts<'a> {
     Facts {
         mailbox: inbound.mailbox,
         role: inbound.role,
-        sender: match inbound.sender.kind() {
-            "registered" => SenderKind::Registered,
-            "staff" => SenderKind::Staff,
-            "unverified" => SenderKind::Unverified,
-            _ => SenderKind::Unregistered,
+        sender: match inbound.sender {
+            Sender::Customer(_) => SenderKind::Registered,
+            Sender::Staff { .. } => SenderKind::Staff,
+            Sender::Unverified { .. } => SenderKind::Unverified,
+            Sender::Unregistered(_) | Sender::Unknown => SenderKind::Unregistered,
         },
         account_status: inbound.sender.account().map(|a| a.status.as_str()),
         from: mail.from.as_deref(),
@@ -154,12 +154,7 @@ fn rule_effects(
 ) {
     for matched in &evaluation.matched {
         effects.push(Effect::RuleMatched {
-            rule: format!(
-                "{}:{} {}",
-                matched.file.display(),
-                matched.line,
-                matched.name
-            ),
+            rule: matched.locator(),
             reasons: matched
                 .reasons
                 .iter()

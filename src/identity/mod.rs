@@ -45,16 +45,6 @@ impl Sender {
         }
     }
 
-    /// How rules name this kind of sender.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Sender::Customer(_) => "registered",
-            Sender::Staff { .. } => "staff",
-            Sender::Unregistered(_) | Sender::Unknown => "unregistered",
-            Sender::Unverified { .. } => "unverified",
-        }
-    }
-
     /// The address the message came from, if it had a usable one.
     pub fn address(&self) -> Option<&str> {
         match self {

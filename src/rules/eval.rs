@@ -10,13 +10,12 @@ use std::path::PathBuf;
 use regex::{Regex, RegexSet};
 use serde::Serialize;
 
-use super::model::{AbuseCaseDef, SenderKind};
+use super::model::{AbuseCaseDef, SenderKind, Then};
 use crate::config::Role;
 use crate::desk::Priority;
 
 /// What a pattern is matched against.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Field {
     /// The From address, normalised.
     From,
@@ -71,49 +70,14 @@ pub(super) struct Conditions {
     pub new_ticket: Option<bool>,
 }
 
-/// What a rule does when it matches.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Actions {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub priority: Option<Priority>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub queue: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reply: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub notify_staff: Option<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub suppress_reply: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub quarantine: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub abuse_case: Option<AbuseCaseDef>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub require_confirmation: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub link_incident: Option<String>,
-}
-
 #[derive(Debug)]
 pub struct Rule {
     pub name: String,
     pub file: PathBuf,
     pub line: usize,
-    pub description: Option<String>,
     pub(super) when: Conditions,
-    pub then: Actions,
+    pub then: Then,
     pub stop: bool,
-}
-
-impl Rule {
-    /// `rules/10-support.toml:12 urgent-when-down`, as logs and `rules test` name it.
-    pub fn locator(&self) -> String {
-        format!("{}:{} {}", self.file.display(), self.line, self.name)
-    }
 }
 
 /// A loaded, compiled set of rules, in evaluation order.
@@ -153,14 +117,18 @@ pub struct Reason {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Matched {
-    /// Index into [`RuleSet::rules`].
-    #[serde(skip)]
-    pub rule: usize,
     pub name: String,
     pub file: PathBuf,
     pub line: usize,
     pub reasons: Vec<Reason>,
     pub stop: bool,
+}
+
+impl Matched {
+    /// `rules/10-support.toml:12 service-down-subject`, as the audit log names a rule.
+    pub fn locator(&self) -> String {
+        format!("{}:{} {}", self.file.display(), self.line, self.name)
+    }
 }
 
 /// The rules that matched, in order, and their actions merged: later rules override
@@ -200,12 +168,11 @@ impl RuleSet {
             category: facts.category.map(str::to_string),
             ..Evaluation::default()
         };
-        for (index, rule) in self.rules.iter().enumerate() {
+        for rule in &self.rules {
             let Some(reasons) = self.check(rule, facts, out.category.as_deref(), &hit) else {
                 continue;
             };
             out.matched.push(Matched {
-                rule: index,
                 name: rule.name.clone(),
                 file: rule.file.clone(),
                 line: rule.line,
@@ -359,7 +326,7 @@ fn merge(out: &mut Evaluation, rule: &Rule) {
     if let Some(category) = &then.category {
         out.category = Some(category.clone());
     }
-    for tag in &then.tags {
+    for tag in then.tags.iter().flat_map(|t| &t.0) {
         if !out.tags.contains(tag) {
             out.tags.push(tag.clone());
         }
@@ -368,7 +335,7 @@ fn merge(out: &mut Evaluation, rule: &Rule) {
         out.queue.clone_from(&then.queue);
     }
     if let Some(template) = &then.reply {
-        out.replies.push((template.clone(), by()));
+        out.replies.push((template.get_ref().clone(), by()));
     }
     if let Some(reason) = &then.notify_staff {
         out.notify_staff.push((reason.clone(), by()));

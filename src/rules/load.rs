@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use regex::{Regex, RegexSetBuilder};
 use toml::Spanned;
 
-use super::eval::{Actions, Conditions, Field, FieldSet, PatternRef, Rule, RuleSet};
+use super::eval::{Conditions, Field, FieldSet, PatternRef, Rule, RuleSet};
 use super::model::{RuleDef, RuleFile, When};
 use super::shadow;
 use crate::compose::Templates;
@@ -79,9 +79,8 @@ pub fn load(dir: &Path, templates: Option<&Templates>) -> (Option<RuleSet>, Vec<
             name: def.name.get_ref().clone(),
             file: file.clone(),
             line,
-            description: def.description.clone(),
             when,
-            then: actions(def),
+            then: def.then.clone(),
             stop: def.stop,
         });
     }
@@ -126,23 +125,6 @@ fn name_actions(mut d: Diagnostic) -> Diagnostic {
         d.message = d.message.replacen("unknown field", "unknown condition", 1);
     }
     d
-}
-
-fn actions(def: &RuleDef) -> Actions {
-    let then = &def.then;
-    Actions {
-        priority: then.priority,
-        category: then.category.clone(),
-        tags: then.tags.as_ref().map(|t| t.0.clone()).unwrap_or_default(),
-        queue: then.queue.clone(),
-        reply: then.reply.as_ref().map(|r| r.get_ref().clone()),
-        notify_staff: then.notify_staff.clone(),
-        suppress_reply: then.suppress_reply,
-        quarantine: then.quarantine,
-        abuse_case: then.abuse_case.clone(),
-        require_confirmation: then.require_confirmation.clone(),
-        link_incident: then.link_incident.clone(),
-    }
 }
 
 fn check_templates(

@@ -9,6 +9,6 @@ mod load;
 pub mod model;
 mod shadow;
 
-pub use eval::{Actions, Evaluation, Facts, Field, Matched, Reason, Rule, RuleSet};
+pub use eval::{Evaluation, Facts, Field, Matched, Reason, Rule, RuleSet};
 pub use load::{CONFIRMATION_REQUEST, STAFF_NOTICE, load};
 pub use model::{AbuseCaseDef, SenderKind, Severity};

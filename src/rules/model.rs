@@ -24,6 +24,7 @@ pub struct RuleFile {
 #[serde(deny_unknown_fields)]
 pub struct RuleDef {
     pub name: Spanned<String>,
+    /// For the people reading the file; maildesk does not use it.
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
@@ -57,7 +58,7 @@ pub struct When {
 }
 
 /// Actions of a matching rule.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Then {
     pub priority: Option<Priority>,
@@ -110,7 +111,7 @@ impl Severity {
     }
 }
 
-/// Sender kinds as rules name them; see [`crate::identity::Sender::kind`].
+/// Sender kinds as rules name them; see [`crate::desk::decide::facts`].
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SenderKind {
