@@ -122,6 +122,9 @@ CREATE INDEX events_ticket ON events(ticket);
 CREATE TABLE outbox (
     id              INTEGER PRIMARY KEY,
     message         INTEGER NOT NULL UNIQUE REFERENCES messages(id),
+    -- the mail's ticket and when it was queued, for the rate limits' counts
+    ticket          INTEGER REFERENCES tickets(number),
+    queued_at       TEXT NOT NULL,
     envelope_from   TEXT NOT NULL,
     recipient       TEXT NOT NULL,
     status          TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
@@ -134,7 +137,8 @@ CREATE TABLE outbox (
     bounce_reason   TEXT
 );
 CREATE INDEX outbox_pending ON outbox(status, next_attempt_at);
-CREATE INDEX outbox_recipient ON outbox(recipient);
+CREATE INDEX outbox_recipient ON outbox(recipient, queued_at);
+CREATE INDEX outbox_ticket ON outbox(ticket, queued_at, recipient);
 
 -- IMAP: the highest UID committed per mailbox, valid while UIDVALIDITY stays the same;
 -- written in the same transaction as the messages it covers

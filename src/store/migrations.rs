@@ -17,9 +17,10 @@ const STEPS: &[(u32, &str)] = &[
     (2, include_str!("migrations/0002_imap_first_sync.sql")),
     (3, include_str!("migrations/0003_rules.sql")),
     (4, include_str!("migrations/0004_outbound.sql")),
+    (5, include_str!("migrations/0005_outbox_window.sql")),
 ];
 
-pub const LATEST_VERSION: u32 = 4;
+pub const LATEST_VERSION: u32 = 5;
 
 pub(super) fn migrate(conn: &mut Connection, name: &str) -> Result<(), StoreError> {
     migrate_with(conn, name, SCHEMA, LATEST_VERSION, STEPS)
@@ -163,6 +164,42 @@ mod tests {
             )
             .unwrap();
         assert_eq!(kept, (42, 1, 0), "existing cursors keep their place");
+    }
+
+    #[test]
+    fn outbox_rows_learn_their_ticket_and_queue_time_at_version_5() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(include_str!("migrations/0001_initial.sql"))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        migrate_with(&mut conn, "v4", SCHEMA, 4, &STEPS[..3]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO tickets (number, requester, mailbox_role, subject, created_at, updated_at)
+                 VALUES (12, 'a@example.test', 'support', 's', 't0', 't0');
+             INSERT INTO messages (id, direction, mailbox, sha256, size, raw, ticket, received_at)
+                 VALUES (3, 'out', 'outbox', 'h', 1, x'00', 12, '2026-11-20T10:00:00Z');
+             INSERT INTO outbox (id, message, envelope_from, recipient, status, next_attempt_at)
+                 VALUES (8, 3, 'support@example.test', 'a@example.test', 'sent', 'later');",
+        )
+        .unwrap();
+        migrate(&mut conn, "v4").unwrap();
+        let row: (i64, i64, String, String, String) = conn
+            .query_row(
+                "SELECT id, ticket, queued_at, status, next_attempt_at FROM outbox",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            row,
+            (
+                8,
+                12,
+                "2026-11-20T10:00:00Z".into(),
+                "sent".into(),
+                "later".into()
+            )
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<PendingMail>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT o.id, m.ticket, o.envelope_from, o.recipient, o.attempts, m.raw, m.received_at, m.message_id
+            "SELECT o.id, o.ticket, o.envelope_from, o.recipient, o.attempts, m.raw, o.queued_at, m.message_id
                FROM outbox o JOIN messages m ON m.id = o.message
               WHERE o.status = 'pending' AND o.next_attempt_at <= ?1
               ORDER BY o.id LIMIT ?2",
@@ -126,19 +126,15 @@ pub fn recent_automatic(
     let since = timestamp(since);
     let to_address: u32 = match address {
         Some(address) => conn
-            .prepare_cached(
-                "SELECT count(*) FROM outbox o JOIN messages m ON m.id = o.message
-                  WHERE o.recipient = ?1 AND m.received_at >= ?2",
-            )?
+            .prepare_cached("SELECT count(*) FROM outbox WHERE recipient = ?1 AND queued_at >= ?2")?
             .query_row(params![address, since], |r| r.get(0))?,
         None => 0,
     };
     let on_ticket: u32 = match ticket {
         Some(ticket) => conn
             .prepare_cached(
-                "SELECT count(*) FROM outbox o JOIN messages m ON m.id = o.message
-                  WHERE m.ticket = ?1 AND m.received_at >= ?2
-                    AND o.recipient NOT IN (SELECT email FROM staff)",
+                "SELECT count(*) FROM outbox WHERE ticket = ?1 AND queued_at >= ?2
+                    AND recipient NOT IN (SELECT email FROM staff)",
             )?
             .query_row(params![ticket, since], |r| r.get(0))?,
         None => 0,

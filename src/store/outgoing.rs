@@ -55,8 +55,9 @@ pub(super) fn queue(
     let out = tx.last_insert_rowid();
     exec(
         tx,
-        "INSERT INTO outbox (message, envelope_from, recipient, next_attempt_at) VALUES (?1, ?2, ?3, ?4)",
-        params![out, composed.from, composed.to, at],
+        "INSERT INTO outbox (message, ticket, queued_at, envelope_from, recipient, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?3)",
+        params![out, ticket, at, composed.from, composed.to],
     )?;
     Ok(())
 }
