@@ -1,7 +1,10 @@
 //! Messages through the whole flow: parse → identify → thread → decide → apply, a batch
 //! inside one transaction together with the source's cursor. The caller acknowledges the
 //! messages at their source only after [`Pipeline::ingest_batch`] returned, i.e. after
-//! the commit.
+//! the commit. Parsing needs no database: a source does it with a [`Reader`] while the
+//! previous batch commits, on another core.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
@@ -32,6 +35,29 @@ pub enum Outcome {
     AlreadyStored,
 }
 
+/// A message read and hashed: everything about it that needs no database.
+pub struct Prepared {
+    pub message: SourceMessage,
+    mail: ParsedMail,
+    sha256: String,
+}
+
+/// Reads messages for a pipeline without holding it.
+#[derive(Clone)]
+pub struct Reader {
+    own_addresses: Arc<[String]>,
+}
+
+impl Reader {
+    pub fn prepare(&self, message: SourceMessage) -> Prepared {
+        Prepared {
+            mail: ParsedMail::read(&message.raw, &self.own_addresses),
+            sha256: crate::sha256_hex(&message.raw),
+            message,
+        }
+    }
+}
+
 /// Where an IMAP mailbox's cursor moves when a batch commits.
 #[derive(Debug, Clone, Copy)]
 pub struct CursorAdvance<'a> {
@@ -49,7 +75,7 @@ pub struct Pipeline {
 struct Desk {
     policy: SharedPolicy,
     threader: Threader,
-    own_addresses: Vec<String>,
+    reader: Reader,
     vars: DeskVars,
     default_language: String,
     time: Time,
@@ -96,10 +122,12 @@ impl Pipeline {
             desk: Desk {
                 policy,
                 threader: Threader::new(desk.ticket_tag.get_ref())?,
-                own_addresses: [&desk.support_address, &desk.abuse_address]
-                    .iter()
-                    .map(|a| normalize_address(a.get_ref()))
-                    .collect(),
+                reader: Reader {
+                    own_addresses: [&desk.support_address, &desk.abuse_address]
+                        .iter()
+                        .map(|a| normalize_address(a.get_ref()))
+                        .collect(),
+                },
                 vars: DeskVars {
                     name: desk.name.clone(),
                     support_address: desk.support_address.get_ref().clone(),
@@ -116,46 +144,45 @@ impl Pipeline {
         &mut self.store
     }
 
+    pub fn reader(&self) -> Reader {
+        self.desk.reader.clone()
+    }
+
     pub fn ingest(
         &mut self,
-        message: &SourceMessage,
+        message: SourceMessage,
         now: DateTime<Utc>,
     ) -> Result<Outcome, StoreError> {
-        let outcomes = self.ingest_batch(std::slice::from_ref(message), None, now)?;
+        let prepared = self.desk.reader.prepare(message);
+        let outcomes = self.ingest_batch(std::slice::from_ref(&prepared), None, now)?;
         Ok(outcomes
             .into_iter()
             .next()
             .unwrap_or(Outcome::AlreadyStored))
     }
 
-    /// Stores `messages` and moves `cursor`, all in one transaction.
+    /// Stores `batch` and moves `cursor`, all in one transaction.
     pub fn ingest_batch(
         &mut self,
-        messages: &[SourceMessage],
+        batch: &[Prepared],
         cursor: Option<CursorAdvance<'_>>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Outcome>, StoreError> {
-        let parsed: Vec<ParsedMail> = messages
-            .iter()
-            .map(|m| ParsedMail::read(&m.raw, &self.desk.own_addresses))
-            .collect();
         // One policy for the whole batch, however a reload races with it.
         let policy = self.desk.policy.current();
         let tx = self
             .store
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut outcomes = Vec::with_capacity(messages.len());
-        for (message, mail) in messages.iter().zip(&parsed) {
-            outcomes.push(
-                match self.desk.ingest_one(&tx, &policy, message, mail, now)? {
-                    Some(handled) => Outcome::Stored {
-                        ticket: handled.ticket,
-                        queued: handled.mails.len(),
-                    },
-                    None => Outcome::AlreadyStored,
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for prepared in batch {
+            outcomes.push(match self.desk.ingest_one(&tx, &policy, prepared, now)? {
+                Some(handled) => Outcome::Stored {
+                    ticket: handled.ticket,
+                    queued: handled.mails.len(),
                 },
-            );
+                None => Outcome::AlreadyStored,
+            });
         }
         if let Some(c) = cursor {
             cursors::advance(&tx, c.mailbox, c.uidvalidity, c.last_uid, now)?;
@@ -190,17 +217,17 @@ impl Pipeline {
     /// back: no row is changed and nothing is sent.
     pub fn explain(
         &mut self,
-        message: &SourceMessage,
+        message: SourceMessage,
         now: DateTime<Utc>,
     ) -> Result<Option<Explained>, StoreError> {
-        let mail = ParsedMail::read(&message.raw, &self.desk.own_addresses);
+        let prepared = self.desk.reader.prepare(message);
         let policy = self.desk.policy.current();
         let tx = self.store.conn.transaction()?;
-        let handled = self.desk.ingest_one(&tx, &policy, message, &mail, now)?;
+        let handled = self.desk.ingest_one(&tx, &policy, &prepared, now)?;
         tx.rollback()?;
         Ok(handled.map(|h| Explained {
             sender: describe(&h.sender),
-            language: mail.language().map(str::to_string),
+            language: prepared.mail.language().map(str::to_string),
             business_hours: h.business_hours,
             ticket: h.joined,
             decision: h.decision,
@@ -251,12 +278,15 @@ impl Desk {
         &self,
         tx: &Transaction<'_>,
         policy: &Policy,
-        message: &SourceMessage,
-        mail: &ParsedMail,
+        prepared: &Prepared,
         now: DateTime<Utc>,
     ) -> Result<Option<Handled>, StoreError> {
-        let sha256 = crate::sha256_hex(&message.raw);
-        if already_stored(tx, message, mail, &sha256)? {
+        let Prepared {
+            message,
+            mail,
+            sha256,
+        } = prepared;
+        if already_stored(tx, message, mail, sha256)? {
             return Ok(None);
         }
         let sender = identity::identify(tx, mail.from.as_deref(), mail.auth_failed.as_deref())?;
@@ -302,7 +332,7 @@ impl Desk {
             role: message.role,
             source_key: &message.key,
             raw: &message.raw,
-            sha256: &sha256,
+            sha256,
             mail,
             sender: &sender,
         };

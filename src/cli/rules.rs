@@ -70,7 +70,7 @@ pub fn run(config: &Config, command: Command) -> anyhow::Result<ExitCode> {
         history: false,
     };
     let now = at.unwrap_or_else(Utc::now);
-    let Some(explained) = pipeline.explain(&source, now)? else {
+    let Some(explained) = pipeline.explain(source, now)? else {
         if json {
             super::print_json(&serde_json::json!({ "already_stored": true, "mailbox": name }))?;
         } else {

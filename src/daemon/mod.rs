@@ -286,7 +286,7 @@ fn ingest_round(pipeline: &mut Pipeline, maildirs: &[Maildir]) -> (RunTotals, us
                 .map_err(|e| e.to_string())
                 .and_then(|message| {
                     pipeline
-                        .ingest(&message, Utc::now())
+                        .ingest(message, Utc::now())
                         .map_err(|e| e.to_string())
                 });
             match result {

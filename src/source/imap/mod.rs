@@ -26,7 +26,7 @@ pub use connect::{Endpoint, Session, connect};
 
 use super::SourceMessage;
 use crate::config::{self, AfterProcessing, InitialSync, Role, Security};
-use crate::pipeline::{CursorAdvance, Outcome, Pipeline};
+use crate::pipeline::{CursorAdvance, Outcome, Pipeline, Prepared, Reader};
 use crate::store::StoreError;
 use crate::store::cursors::Cursor;
 
@@ -252,7 +252,8 @@ async fn establish_cursor(
 }
 
 /// Acknowledges what was committed but not acknowledged, then stores and acknowledges
-/// every new message, batch by batch. While one batch commits, the next is fetched.
+/// every new message, batch by batch. While one batch commits, the next is fetched and
+/// read.
 async fn catch_up(
     session: &mut Session,
     mailbox: &ImapMailbox,
@@ -282,6 +283,7 @@ async fn catch_up(
     if new.is_empty() {
         return Ok(());
     }
+    let reader = blocking(pipeline, |p| Ok(p.reader())).await?;
     let started = Instant::now();
     let mut reported = Instant::now();
     let mut done = 0;
@@ -291,20 +293,16 @@ async fn catch_up(
             Ok(fetched) => fetched,
             Err(error) => return Err(abandon(committing, error).await),
         };
+        let last_uid = chunk.last().map_or(cursor.last_uid, |(uid, _)| *uid);
+        let reading = read(&reader, fetched, last_uid);
         // Batch N+1 starts committing before batch N is acknowledged on the server: the
-        // two overlap, and N is acknowledged only after its own commit.
+        // two overlap, and N is acknowledged only after its own commit. N+1 commits only
+        // after N did: the cursor must never pass uncommitted messages.
         let settled = match committing.take() {
             Some(batch) => settle(batch, cursor, watch, totals).await?,
             None => Vec::new(),
         };
-        let last_uid = chunk.last().map_or(cursor.last_uid, |(uid, _)| *uid);
-        committing = Some(commit(
-            pipeline,
-            mailbox,
-            cursor.uidvalidity,
-            last_uid,
-            fetched,
-        ));
+        committing = Some(commit(pipeline, mailbox, cursor.uidvalidity, reading));
         if let Err(error) = acknowledge(session, mailbox, server, &settled).await {
             return Err(abandon(committing, error).await);
         }
@@ -359,6 +357,30 @@ fn batches(listed: &[(u32, u64)], max_count: usize, max_message_bytes: u64) -> V
     out
 }
 
+/// A fetched batch being parsed and hashed on the blocking pool: that needs no database,
+/// so it runs on another core while the previous batch commits.
+struct Reading {
+    uids: Vec<u32>,
+    last_uid: u32,
+    prepared: tokio::task::JoinHandle<Vec<Prepared>>,
+}
+
+fn read(reader: &Reader, fetched: Vec<(u32, SourceMessage)>, last_uid: u32) -> Reading {
+    let (uids, messages): (Vec<u32>, Vec<SourceMessage>) = fetched.into_iter().unzip();
+    let reader = reader.clone();
+    let prepared = tokio::task::spawn_blocking(move || {
+        messages
+            .into_iter()
+            .map(|message| reader.prepare(message))
+            .collect()
+    });
+    Reading {
+        uids,
+        last_uid,
+        prepared,
+    }
+}
+
 /// A batch whose transaction is running on the blocking pool.
 struct Batch {
     uids: Vec<u32>,
@@ -370,20 +392,26 @@ fn commit(
     pipeline: &SharedPipeline,
     mailbox: &ImapMailbox,
     uidvalidity: u32,
-    last_uid: u32,
-    fetched: Vec<(u32, SourceMessage)>,
+    reading: Reading,
 ) -> Batch {
-    let (uids, messages): (Vec<u32>, Vec<SourceMessage>) = fetched.into_iter().unzip();
+    let Reading {
+        uids,
+        last_uid,
+        prepared,
+    } = reading;
     let name = mailbox.name.clone();
     let pipeline = Arc::clone(pipeline);
     let outcomes = tokio::spawn(async move {
+        let prepared = prepared
+            .await
+            .map_err(|e| ImapError::Internal(e.to_string()))?;
         blocking(&pipeline, move |p| {
             let advance = CursorAdvance {
                 mailbox: &name,
                 uidvalidity,
                 last_uid,
             };
-            Ok(p.ingest_batch(&messages, Some(advance), Utc::now())?)
+            Ok(p.ingest_batch(&prepared, Some(advance), Utc::now())?)
         })
         .await
     });
