@@ -5,8 +5,9 @@
 //! then measures:
 //! - the raw rate of a plain `UID FETCH BODY.PEEK[]` of the whole mailbox, in batches of
 //!   the same size maildesk uses: the ceiling set by the server and the machine;
-//! - the same with a `UID MOVE` of each batch after its fetch (on a copy of the mailbox):
-//!   the server's own share of exactly-once ingestion, which maildesk cannot avoid;
+//! - the same with a `UID MOVE` of each batch after its fetch, and with a `UID STORE
+//!   +FLAGS (\Seen)` instead (each on a copy of the mailbox): the server's own share of
+//!   exactly-once ingestion with either acknowledgement, which maildesk cannot avoid;
 //! - `maildesk run --once` (release build): the time until every message is ingested
 //!   (stored with its ticket, events and queued answer, moved on the server), read from the
 //!   database as it runs; the time until it exits (answers delivered too); its peak RSS;
@@ -27,8 +28,9 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 
 const USER: &str = "support@example.test";
-/// Holds a copy of the mailbox for the fetch-and-move baseline.
-const BASELINE_USER: &str = "abuse@example.test";
+/// Hold copies of the mailbox for the fetch-and-acknowledge baselines.
+const MOVE_USER: &str = "abuse@example.test";
+const SEEN_USER: &str = "alice@client.example";
 const BATCH: u32 = 500;
 
 fn main() {
@@ -52,13 +54,15 @@ fn main() {
     );
     for chunk in traffic.messages.chunks(1000) {
         dovecot.append_many(USER, "INBOX", chunk);
-        dovecot.append_many(BASELINE_USER, "INBOX", chunk);
+        dovecot.append_many(MOVE_USER, "INBOX", chunk);
+        dovecot.append_many(SEEN_USER, "INBOX", chunk);
     }
 
-    let raw = raw_fetch_rate(dovecot.imap_port, USER, count, None);
-    // The same, plus the MOVE that acknowledges each batch: the server's share of
-    // exactly-once ingestion, measured on a copy of the mailbox.
-    let raw_move = raw_fetch_rate(dovecot.imap_port, BASELINE_USER, count, Some("Processed"));
+    let raw = raw_fetch_rate(dovecot.imap_port, USER, count, Ack::None);
+    // The same, plus what acknowledges each batch: the server's share of exactly-once
+    // ingestion, measured on copies of the mailbox.
+    let raw_move = raw_fetch_rate(dovecot.imap_port, MOVE_USER, count, Ack::Move);
+    let raw_seen = raw_fetch_rate(dovecot.imap_port, SEEN_USER, count, Ack::Seen);
 
     let desk = dir.path().join("desk");
     std::fs::create_dir_all(&desk).expect("mkdir");
@@ -168,6 +172,9 @@ per_address = 1000000
         "raw FETCH + MOVE:    {raw_move:.0} messages/s (the same batches, each moved after its fetch)"
     );
     println!("ingested / that:     {:.0} %", rate / raw_move * 100.0);
+    println!(
+        "raw FETCH + \\Seen:   {raw_seen:.0} messages/s (the same batches, each flagged after its fetch)"
+    );
     println!("peak RSS:            {:.1} MB", peak_kb as f64 / 1024.0);
     println!("maildesk said:       {}", summary.trim());
 
@@ -254,10 +261,17 @@ fn high_water_mark_kb(status_file: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Messages per second of a plain `UID FETCH (BODY.PEEK[])` of the whole mailbox.
+/// How a baseline acknowledges each batch after fetching it.
+#[derive(Clone, Copy, PartialEq)]
+enum Ack {
+    None,
+    Move,
+    Seen,
+}
+
 /// Messages per second of `UID FETCH BODY.PEEK[]` over `user`'s INBOX in batches, each
-/// batch then moved to `move_to` if given.
-fn raw_fetch_rate(port: u16, user: &str, count: usize, move_to: Option<&str>) -> f64 {
+/// batch then acknowledged as `ack` says.
+fn raw_fetch_rate(port: u16, user: &str, count: usize, ack: Ack) -> f64 {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -273,8 +287,8 @@ fn raw_fetch_rate(port: u16, user: &str, count: usize, move_to: Option<&str>) ->
             .await
             .map_err(|(e, _)| e)
             .expect("login");
-        if let Some(folder) = move_to {
-            session.create(folder).await.expect("create");
+        if ack == Ack::Move {
+            session.create("Processed").await.expect("create");
         }
         session.select("INBOX").await.expect("select");
         let started = Instant::now();
@@ -290,8 +304,18 @@ fn raw_fetch_rate(port: u16, user: &str, count: usize, move_to: Option<&str>) ->
                 .await
                 .expect("fetch stream");
             fetched += batch.iter().filter(|f| f.body().is_some()).count();
-            if let Some(folder) = move_to {
-                session.uid_mv(&set, folder).await.expect("move");
+            match ack {
+                Ack::None => {}
+                Ack::Move => session.uid_mv(&set, "Processed").await.expect("move"),
+                Ack::Seen => {
+                    let _: Vec<_> = session
+                        .uid_store(&set, "+FLAGS.SILENT (\\Seen)")
+                        .await
+                        .expect("store")
+                        .try_collect()
+                        .await
+                        .expect("store stream");
+                }
             }
             first += BATCH;
         }
