@@ -253,7 +253,7 @@ async fn establish_cursor(
 
 /// Acknowledges what was committed but not acknowledged, then stores and acknowledges
 /// every new message, batch by batch. While one batch commits, the next is fetched and
-/// read.
+/// parsed.
 async fn catch_up(
     session: &mut Session,
     mailbox: &ImapMailbox,
