@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod pipeline;
 pub mod policy;
 pub mod rules;
+pub mod shutdown;
 pub mod source;
 pub mod store;
 

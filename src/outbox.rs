@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Outgoing, Security, TransportKind};
 use crate::store::outbox::PendingMail;
@@ -132,22 +133,35 @@ pub fn retry_delay(attempts: u32) -> Duration {
 
 /// Sends every mail that is due. A failure is tried again later, unless the server
 /// refused the mail for good or it has waited longer than `max_age`: then it is given up.
+/// Once `stop` is cancelled no new mail is started, and the one being sent gets
+/// [`GRACE`](crate::shutdown::GRACE) to finish; a mail abandoned then stays due.
 pub async fn deliver_due(
     store: &mut Store,
     transport: &Transport,
     now: DateTime<Utc>,
     max_age: Duration,
+    stop: &CancellationToken,
 ) -> Result<Delivery, StoreError> {
     let mut delivery = Delivery::default();
     // A page at a time: memory stays small however long the queue. Every mail leaves the
     // due set when tried (sent, or retried later), so the loop ends.
-    loop {
+    while !stop.is_cancelled() {
         let page = store.due_mail(now, 100)?;
         if page.is_empty() {
             break;
         }
         for mail in page {
-            match transport.send(&mail).await {
+            if stop.is_cancelled() {
+                break;
+            }
+            let result = tokio::select! {
+                result = transport.send(&mail) => result,
+                _ = crate::shutdown::grace_over(stop) => {
+                    tracing::warn!(outbox = mail.id, to = %mail.recipient, "stopping: abandoned a delivery that did not finish in time; the mail stays queued");
+                    break;
+                }
+            };
+            match result {
                 Ok(()) => {
                     store.mark_sent(&mail, Utc::now())?;
                     delivery.sent += 1;

@@ -58,7 +58,7 @@ impl Link {
 /// `extra` lines added, and an abuse one reached over `abuse`.
 fn use_imap(desk: &Desk, dovecot: &Dovecot, support: Link, abuse: Link, extra: &str) {
     let config = desk.config();
-    let maildir_block = "[[mailbox]]\nname = \"support\"\nrole = \"support\"\nkind = \"maildir\"\npath = \"maildir\"\n";
+    let maildir_block = "[[mailbox]]\nname = \"support\"\nrole = \"support\"\nkind = \"maildir\"\npath = \"maildir\"\ninitial_sync = \"process\"\n";
     let imap = |name: &str, role: &str, user: &str, link: Link, extra: &str| {
         format!(
             "[[mailbox]]\nname = \"{name}\"\nrole = \"{role}\"\nkind = \"imap\"\n{}user = \"{user}\"\npassword_file = \"{}\"\n{extra}\n",

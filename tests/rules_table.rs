@@ -296,6 +296,7 @@ name = "abuse-desk"
 role = "abuse"
 kind = "maildir"
 path = "abuse-maildir"
+initial_sync = "process"
 "#,
     );
     std::fs::write(desk.config(), config).expect("write config");

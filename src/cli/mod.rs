@@ -43,8 +43,10 @@ enum Command {
     Tickets(tickets::Command),
 }
 
-/// Exit code for a config that cannot be used.
+/// Exit code for a config that cannot be used (clap uses 2 for usage errors too).
 pub const EXIT_CONFIG: u8 = 2;
+/// Exit code of `run --once` when mail stays queued for a later try.
+pub const EXIT_DEFERRED: u8 = 3;
 
 pub fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();

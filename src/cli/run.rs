@@ -1,4 +1,5 @@
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use maildesk::config::Config;
@@ -12,7 +13,11 @@ pub struct Args {
 
 pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let totals = runtime.block_on(maildesk::daemon::run(config, args.once))?;
+    let result = runtime.block_on(maildesk::daemon::run(config, args.once));
+    // A store call abandoned at a stop may still sit on the blocking pool: the process
+    // does not wait for it (its transaction, uncommitted, is rolled back).
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    let totals = result?;
     if args.once {
         println!(
             "stored {} message(s), {} already stored, {} failed; sent {} mail(s), {} deferred, {} undeliverable",
@@ -26,6 +31,8 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     }
     Ok(if totals.failed > 0 {
         ExitCode::FAILURE
+    } else if args.once && totals.deferred > 0 {
+        ExitCode::from(super::EXIT_DEFERRED)
     } else {
         ExitCode::SUCCESS
     })

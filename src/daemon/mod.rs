@@ -3,6 +3,7 @@
 //! before exiting (a batch commits and is acknowledged), so a stop never leaves a message
 //! half-handled.
 
+pub mod lock;
 pub mod reload;
 
 use std::sync::{Arc, Mutex};
@@ -18,11 +19,13 @@ use crate::config::{Config, SourceKind};
 use crate::diag::Diagnostics;
 use crate::identity::import::{ImportFileError, import_file};
 use crate::outbox::{self, Transport, TransportError};
-use crate::pipeline::{Outcome, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::policy::SharedPolicy;
+use crate::source;
 use crate::source::imap::{self, ImapError, ImapMailbox, Watch};
 use crate::source::maildir::Maildir;
 use crate::store::{Store, StoreError};
+use lock::{DatabaseLock, LockError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -43,6 +46,8 @@ pub enum DaemonError {
     /// More than one source failed; each is reported.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\nerror: "))]
     Several(Vec<DaemonError>),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error("cannot listen for signals: {0}")]
     Signal(std::io::Error),
 }
@@ -59,6 +64,17 @@ pub struct RunTotals {
     pub undeliverable: usize,
 }
 
+impl From<source::Totals> for RunTotals {
+    fn from(t: source::Totals) -> RunTotals {
+        RunTotals {
+            stored: t.stored,
+            already_stored: t.already_stored,
+            failed: t.failed,
+            ..RunTotals::default()
+        }
+    }
+}
+
 impl RunTotals {
     fn add(&mut self, other: RunTotals) {
         self.stored += other.stored;
@@ -73,7 +89,14 @@ impl RunTotals {
 /// Retries of deferred mail are looked for this often even when nothing new was queued.
 const OUTBOX_INTERVAL: Duration = Duration::from_secs(30);
 
+/// What a stop waits for the sources beyond their own grace (logging out, joining).
+const JOIN_SLACK: Duration = Duration::from_secs(2);
+
+type Sources = JoinSet<Result<RunTotals, DaemonError>>;
+
 pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> {
+    // First of all: a second daemon must not touch anything, not even the health file.
+    let _lock = DatabaseLock::acquire(config.database.get_ref())?;
     // Read and compiled once: every mailbox answers from the same set.
     let files = config.policy_files();
     let (policy, problems) = files.load();
@@ -100,9 +123,11 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
         tracing::info!(file = %file.get_ref().display(), created = s.created, updated = s.updated, unchanged = s.unchanged, "imported accounts");
     }
     // The outbox's own connection, with the desk's templates for alerts to staff.
-    let mut outbox = Pipeline::new(config, outbox_store, policy.clone())?;
-    let transport = Transport::from_config(&config.outgoing)?;
-    let max_age = chrono::Duration::hours(i64::from(config.outgoing.max_age_hours));
+    let mut outbox = Outbox {
+        pipeline: Pipeline::new(config, outbox_store, policy.clone())?,
+        transport: Transport::from_config(&config.outgoing)?,
+        max_age: chrono::Duration::hours(i64::from(config.outgoing.max_age_hours)),
+    };
     let shutdown = CancellationToken::new();
     listen_for_signals(shutdown.clone())?;
     if !once {
@@ -120,76 +145,25 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
         poll: Duration::from_secs(config.daemon.poll_interval_secs.max(1)),
         outbox: Arc::new(Notify::new()),
     };
-
-    let mut sources: JoinSet<Result<RunTotals, DaemonError>> = JoinSet::new();
-    let mut maildirs = Vec::new();
-    for mailbox in &config.mailboxes {
-        let name = mailbox.name.get_ref().clone();
-        match (mailbox.kind, &mailbox.path) {
-            (SourceKind::Maildir, Some(path)) => maildirs.push(Maildir {
-                name,
-                role: mailbox.role,
-                path: path.get_ref().clone(),
-            }),
-            _ => {
-                let imap =
-                    ImapMailbox::from_config(mailbox).map_err(|error| DaemonError::Imap {
-                        mailbox: name.clone(),
-                        error,
-                    })?;
-                let pipeline = Arc::new(Mutex::new(Pipeline::new(
-                    config,
-                    Store::open(db)?,
-                    policy.clone(),
-                )?));
-                let watch = watch.clone();
-                sources.spawn(async move {
-                    let totals = imap::watch(imap, pipeline, watch).await.map_err(|error| {
-                        DaemonError::Imap {
-                            mailbox: name,
-                            error,
-                        }
-                    })?;
-                    Ok(RunTotals {
-                        stored: totals.stored,
-                        already_stored: totals.already_stored,
-                        ..RunTotals::default()
-                    })
-                });
-            }
-        }
-    }
-    if !maildirs.is_empty() {
-        let pipeline = Pipeline::new(config, Store::open(db)?, policy)?;
-        sources.spawn(watch_maildirs(pipeline, maildirs, watch.clone()));
-    }
+    let mut sources = spawn_sources(config, &policy, &watch)?;
     tracing::info!(mailboxes = config.mailboxes.len(), once, "maildesk started");
 
     let mut totals = RunTotals::default();
-    let mut failures = Vec::new();
-    if once {
-        while let Some(result) = sources.join_next().await {
-            match result? {
-                Ok(t) => totals.add(t),
-                Err(e) => failures.push(e),
-            }
-        }
-        totals.add(deliver(&mut outbox, &transport, max_age).await?);
-    } else {
+    if !once {
+        // Mail left due by an earlier run goes out at once, then whenever a commit
+        // queues some, and retries are looked for every OUTBOX_INTERVAL.
         loop {
+            totals.add(outbox.deliver(&shutdown).await?);
             tokio::select! {
                 _ = watch.outbox.notified() => {}
                 _ = tokio::time::sleep(OUTBOX_INTERVAL) => {}
                 _ = shutdown.cancelled() => break,
             }
-            totals.add(deliver(&mut outbox, &transport, max_age).await?);
         }
-        while let Some(result) = sources.join_next().await {
-            match result? {
-                Ok(t) => totals.add(t),
-                Err(e) => failures.push(e),
-            }
-        }
+    }
+    let mut failures = join_sources(&mut sources, &shutdown, &mut totals).await?;
+    if once {
+        totals.add(outbox.deliver(&shutdown).await?);
     }
     tracing::info!(?totals, "maildesk stopped");
     match failures.len() {
@@ -199,28 +173,119 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
     }
 }
 
-/// Delivers what is due; staff are told of every mail given up, and those notices go
-/// out in the next round. Ends: an alert is only written for a mail not to staff.
-async fn deliver(
-    outbox: &mut Pipeline,
-    transport: &Transport,
-    max_age: chrono::Duration,
-) -> Result<RunTotals, DaemonError> {
-    let mut totals = RunTotals::default();
-    loop {
-        let delivery = outbox::deliver_due(outbox.store(), transport, Utc::now(), max_age).await?;
-        totals.add(RunTotals {
-            sent: delivery.sent,
-            deferred: delivery.deferred,
-            undeliverable: delivery.given_up.len(),
-            ..RunTotals::default()
+/// One task per IMAP mailbox, one for all the Maildirs; each with its own connection.
+fn spawn_sources(
+    config: &Config,
+    policy: &SharedPolicy,
+    watch: &Watch,
+) -> Result<Sources, DaemonError> {
+    let db = config.database.get_ref();
+    let mut sources = Sources::new();
+    let mut maildirs = Vec::new();
+    for mailbox in &config.mailboxes {
+        let name = mailbox.name.get_ref().clone();
+        if let (SourceKind::Maildir, Some(path)) = (mailbox.kind, &mailbox.path) {
+            maildirs.push(Maildir::from_config(mailbox, path.get_ref().clone()));
+            continue;
+        }
+        let imap = ImapMailbox::from_config(mailbox).map_err(|error| DaemonError::Imap {
+            mailbox: name.clone(),
+            error,
+        })?;
+        let pipeline = Arc::new(Mutex::new(Pipeline::new(
+            config,
+            Store::open(db)?,
+            policy.clone(),
+        )?));
+        let watch = watch.clone();
+        sources.spawn(async move {
+            let totals =
+                imap::watch(imap, pipeline, watch)
+                    .await
+                    .map_err(|error| DaemonError::Imap {
+                        mailbox: name,
+                        error,
+                    })?;
+            Ok(RunTotals::from(totals))
         });
-        if outbox.alert_staff(&delivery.given_up, Utc::now())? == 0 {
-            return Ok(totals);
+    }
+    if !maildirs.is_empty() {
+        let pipeline = Pipeline::new(config, Store::open(db)?, policy.clone())?;
+        sources.spawn(watch_maildirs(pipeline, maildirs, watch.clone()));
+    }
+    Ok(sources)
+}
+
+/// Waits for every source to end; after a stop, no longer than their grace and a little
+/// more. A source still running then is abandoned: what it committed is acknowledged
+/// next time, what it did not commit was rolled back.
+async fn join_sources(
+    sources: &mut Sources,
+    shutdown: &CancellationToken,
+    totals: &mut RunTotals,
+) -> Result<Vec<DaemonError>, DaemonError> {
+    let mut failures = Vec::new();
+    let deadline = async {
+        crate::shutdown::grace_over(shutdown).await;
+        tokio::time::sleep(JOIN_SLACK).await;
+    };
+    tokio::pin!(deadline);
+    loop {
+        let next = tokio::select! {
+            next = sources.join_next() => next,
+            _ = &mut deadline => {
+                tracing::warn!(running = sources.len(), "stopping without waiting any longer for the mailboxes");
+                sources.abort_all();
+                return Ok(failures);
+            }
+        };
+        match next {
+            None => return Ok(failures),
+            Some(result) => match result? {
+                Ok(t) => totals.add(t),
+                Err(e) => failures.push(e),
+            },
         }
     }
 }
 
+/// Delivers the outbox; its own store connection, with the desk's templates for the
+/// alerts to staff.
+struct Outbox {
+    pipeline: Pipeline,
+    transport: Transport,
+    max_age: chrono::Duration,
+}
+
+impl Outbox {
+    /// Delivers what is due; staff are told of every mail given up, and those notices go
+    /// out in the next round. Ends: an alert is only written for a mail not to staff.
+    async fn deliver(&mut self, stop: &CancellationToken) -> Result<RunTotals, DaemonError> {
+        let mut totals = RunTotals::default();
+        loop {
+            let delivery = outbox::deliver_due(
+                self.pipeline.store(),
+                &self.transport,
+                Utc::now(),
+                self.max_age,
+                stop,
+            )
+            .await?;
+            totals.add(RunTotals {
+                sent: delivery.sent,
+                deferred: delivery.deferred,
+                undeliverable: delivery.given_up.len(),
+                ..RunTotals::default()
+            });
+            if self.pipeline.alert_staff(&delivery.given_up, Utc::now())? == 0 {
+                return Ok(totals);
+            }
+        }
+    }
+}
+
+/// The first SIGTERM or SIGINT asks for a stop; a second one ends the process at once
+/// (an impatient operator; safe, as a SIGKILL is).
 fn listen_for_signals(shutdown: CancellationToken) -> Result<(), DaemonError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
@@ -230,6 +295,12 @@ fn listen_for_signals(shutdown: CancellationToken) -> Result<(), DaemonError> {
             _ = interrupt.recv() => tracing::info!("SIGINT: finishing the work in progress"),
         }
         shutdown.cancel();
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        tracing::warn!("second signal: exiting at once; uncommitted work is rolled back");
+        std::process::exit(1);
     });
     Ok(())
 }
@@ -237,25 +308,31 @@ fn listen_for_signals(shutdown: CancellationToken) -> Result<(), DaemonError> {
 /// Reads the Maildirs every poll interval.
 async fn watch_maildirs(
     mut pipeline: Pipeline,
-    mut maildirs: Vec<Maildir>,
+    maildirs: Vec<Maildir>,
     watch: Watch,
 ) -> Result<RunTotals, DaemonError> {
+    let maildirs = Arc::new(maildirs);
     let mut totals = RunTotals::default();
     loop {
         // SQLite and Maildir calls block: run the round on the blocking pool.
-        let (returned_pipeline, returned_maildirs, round, queued) =
-            tokio::task::spawn_blocking(move || {
-                let (round, queued) = ingest_round(&mut pipeline, &maildirs);
-                (pipeline, maildirs, round, queued)
-            })
-            .await?;
-        pipeline = returned_pipeline;
-        maildirs = returned_maildirs;
+        let (maildirs_, stop) = (Arc::clone(&maildirs), watch.shutdown.clone());
+        let (returned, round, queued) = tokio::task::spawn_blocking(move || {
+            let mut round = RunTotals::default();
+            let mut queued = 0;
+            for maildir in maildirs_.iter() {
+                let (t, q) = maildir.ingest_waiting(&mut pipeline, &stop);
+                round.add(RunTotals::from(t));
+                queued += q;
+            }
+            (pipeline, round, queued)
+        })
+        .await?;
+        pipeline = returned;
         totals.add(round);
         if queued > 0 {
             watch.outbox.notify_one();
         }
-        if watch.once {
+        if watch.once || watch.shutdown.is_cancelled() {
             return Ok(totals);
         }
         tokio::select! {
@@ -263,51 +340,4 @@ async fn watch_maildirs(
             _ = watch.shutdown.cancelled() => return Ok(totals),
         }
     }
-}
-
-/// Reads every waiting message of every Maildir. A message that cannot be read or stored
-/// stays where it is (logged) and is tried again next round; the others go on.
-/// Returns the totals and how many outgoing mails were queued.
-fn ingest_round(pipeline: &mut Pipeline, maildirs: &[Maildir]) -> (RunTotals, usize) {
-    let mut totals = RunTotals::default();
-    let mut queued = 0;
-    for maildir in maildirs {
-        let files = match maildir.waiting() {
-            Ok(files) => files,
-            Err(error) => {
-                tracing::error!(mailbox = %maildir.name, path = %maildir.path.display(), %error, "cannot list new mail");
-                totals.failed += 1;
-                continue;
-            }
-        };
-        for file in files {
-            let result = maildir
-                .read(&file)
-                .map_err(|e| e.to_string())
-                .and_then(|message| {
-                    pipeline
-                        .ingest(message, Utc::now())
-                        .map_err(|e| e.to_string())
-                });
-            match result {
-                Ok(outcome) => {
-                    match outcome {
-                        Outcome::Stored { queued: q, .. } => {
-                            totals.stored += 1;
-                            queued += q;
-                        }
-                        Outcome::AlreadyStored => totals.already_stored += 1,
-                    }
-                    if let Err(error) = maildir.acknowledge(&file) {
-                        tracing::error!(mailbox = %maildir.name, file = %file.display(), %error, "stored, but cannot move to cur/");
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(mailbox = %maildir.name, file = %file.display(), %error, "message left in new/");
-                    totals.failed += 1;
-                }
-            }
-        }
-    }
-    (totals, queued)
 }

@@ -22,3 +22,12 @@ pub struct SourceMessage {
     /// UIDVALIDITY: stored (recognised by Message-ID too), never answered.
     pub history: bool,
 }
+
+/// What a source did with the messages it handed out.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub stored: usize,
+    pub already_stored: usize,
+    /// Left at the source (unreadable, or refused by the store), tried again later.
+    pub failed: usize,
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 
 pub mod dovecot;
+pub mod imapdesk;
 pub mod mailgen;
 pub mod smtp;
 
@@ -138,16 +139,14 @@ impl Desk {
     }
 
     /// `maildesk run` in the background, logging at info level to a pipe.
-    pub fn spawn_daemon(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_maildesk"))
-            .arg("--config")
-            .arg(self.config())
-            .arg("run")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the daemon")
+    pub fn spawn_daemon(&self) -> Daemon {
+        Daemon::spawn(
+            Command::new(env!("CARGO_BIN_EXE_maildesk"))
+                .arg("--config")
+                .arg(self.config())
+                .arg("run")
+                .env("RUST_LOG", "info"),
+        )
     }
 
     pub fn db(&self) -> Connection {
@@ -211,27 +210,138 @@ pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> 
     started.elapsed()
 }
 
-/// Sends SIGTERM, requires a clean exit within 20 s, and returns what it logged.
-pub fn terminate(mut child: Child) -> String {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+/// A process started by a test: killed when the guard is dropped, so a failing test
+/// leaves nothing running; and killed by the kernel if the test's thread dies first.
+/// Its log (stderr) is read as it comes, so a chatty process never blocks on a full pipe.
+pub struct Daemon {
+    child: Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Starts `command` with stdout discarded and stderr (the log) collected.
+    pub fn spawn(command: &mut Command) -> Daemon {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start maildesk");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = std::sync::Arc::clone(&log);
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Daemon {
+            child,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// Sends `signal` (e.g. "TERM", "HUP", "STOP").
+    pub fn signal(&self, signal: &str) {
+        signal_pid(self.child.id(), signal);
+    }
+
+    /// Waits up to `limit` for the process to end; returns its status and how long it took.
+    pub fn wait_exit(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() >= limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "still running {limit:?} after the signal; its log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What it logged so far; all of it once the process has ended.
+    pub fn log(&mut self) -> String {
+        if self.child.try_wait().ok().flatten().is_some()
+            && let Some(reader) = self.reader.take()
+        {
+            let _ = reader.join();
+        }
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until the log holds `text`; fails the test after `limit`.
+    pub fn wait_for_log(&mut self, text: &str, limit: Duration) {
+        let started = Instant::now();
+        while !self.log().contains(text) {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                panic!("exited ({status}) before logging {text:?}:\n{}", self.log());
+            }
+            assert!(
+                started.elapsed() < limit,
+                "no {text:?} in the log after {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `kill -SIGNAL PID`.
+pub fn signal_pid(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
         .status()
         .expect("kill");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut log = String::new();
-    if let Some(stderr) = child.stderr.as_mut() {
-        std::io::Read::read_to_string(stderr, &mut log).expect("read the log");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.child
     }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends SIGTERM, requires a clean exit within 10 s, and returns what it logged.
+pub fn terminate(mut daemon: Daemon) -> String {
+    daemon.signal("TERM");
+    let (status, _) = daemon.wait_exit(Duration::from_secs(10));
+    let log = daemon.log();
     assert!(status.success(), "exit {status} after SIGTERM:\n{log}");
     log
 }

@@ -62,6 +62,12 @@ impl SmtpSink {
         sink
     }
 
+    /// The server's process, e.g. to stop it with SIGSTOP: it then accepts connections
+    /// (the kernel queues them) and never answers, as a hung relay does.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Every mail received, as text (aiosmtpd adds X-MailFrom and X-RcptTo headers),
     /// whether still in new/ or already read into cur/ by a desk reading this Maildir.
     pub fn received(&self) -> Vec<String> {

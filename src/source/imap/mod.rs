@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use connect::{Endpoint, Session, connect};
 
-use super::SourceMessage;
+use super::{SourceMessage, Totals};
 use crate::config::{self, AfterProcessing, InitialSync, Role, Security};
 use crate::pipeline::{CursorAdvance, Outcome, Pipeline, Prepared, Reader};
 use crate::store::StoreError;
@@ -107,12 +107,6 @@ impl ImapMailbox {
 /// The pipeline a mailbox task stores through; SQLite work runs on the blocking pool.
 pub type SharedPipeline = Arc<Mutex<Pipeline>>;
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Totals {
-    pub stored: usize,
-    pub already_stored: usize,
-}
-
 /// How the watcher waits and whom it tells about new outgoing mail.
 #[derive(Clone)]
 pub struct Watch {
@@ -142,7 +136,16 @@ pub async fn watch(
     let mut totals = Totals::default();
     let mut failures = 0u32;
     loop {
-        match session(&mailbox, &pipeline, &watch, &mut failures, &mut totals).await {
+        // A session ends by itself soon after the stop (between batches, out of IDLE); one
+        // stuck in a command that never returns is dropped once the grace is over.
+        let result = tokio::select! {
+            result = session(&mailbox, &pipeline, &watch, &mut failures, &mut totals) => result,
+            _ = crate::shutdown::grace_over(&watch.shutdown) => {
+                tracing::warn!(mailbox = %mailbox.name, "stopping: abandoned an IMAP command that did not finish in time; nothing uncommitted was acknowledged");
+                return Ok(totals);
+            }
+        };
+        match result {
             Ok(()) => return Ok(totals),
             Err(error) if watch.once => return Err(error),
             Err(error) => {
