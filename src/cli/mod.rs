@@ -2,6 +2,7 @@
 
 mod accounts;
 mod check;
+mod generate;
 mod rules;
 mod run;
 mod tickets;
@@ -41,6 +42,9 @@ enum Command {
     /// Tickets and their threads
     #[command(subcommand)]
     Tickets(tickets::Command),
+    /// Man pages and shell completions, for packaging
+    #[command(subcommand, hide = true)]
+    Generate(generate::Command),
 }
 
 /// Exit code for a config that cannot be used.
@@ -48,6 +52,10 @@ pub const EXIT_CONFIG: u8 = 2;
 
 pub fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    // Run where the package is built, which has no config.
+    if let Command::Generate(command) = &cli.command {
+        return generate::run(command);
+    }
     let config = match load_config(cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
@@ -61,6 +69,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
         Command::Rules(command) => rules::run(&config, command),
         Command::Accounts(command) => accounts::run(&config, command),
         Command::Tickets(command) => tickets::run(&config, command),
+        Command::Generate(_) => unreachable!("generate returns before the config is loaded"),
     }
 }
 

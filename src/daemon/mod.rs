@@ -3,6 +3,7 @@
 //! before exiting (a batch commits and is acknowledged), so a stop never leaves a message
 //! half-handled.
 
+pub mod notify;
 pub mod reload;
 
 use std::sync::{Arc, Mutex};
@@ -113,6 +114,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
             health,
         };
         tokio::spawn(reloader.run(shutdown.clone()));
+        tokio::spawn(notify::watchdog(shutdown.clone()));
     }
     let watch = Watch {
         shutdown: shutdown.clone(),
@@ -164,6 +166,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
         sources.spawn(watch_maildirs(pipeline, maildirs, watch.clone()));
     }
     tracing::info!(mailboxes = config.mailboxes.len(), once, "maildesk started");
+    notify::ready();
 
     let mut totals = RunTotals::default();
     let mut failures = Vec::new();
@@ -184,6 +187,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
             }
             totals.add(deliver(&mut outbox, &transport, max_age).await?);
         }
+        notify::stopping();
         while let Some(result) = sources.join_next().await {
             match result? {
                 Ok(t) => totals.add(t),
