@@ -70,7 +70,7 @@ fn files_under(base: &Path, dir: &Path) -> BTreeSet<String> {
 }
 
 #[test]
-fn package_installs_the_binary_config_unit_man_pages_and_completions() {
+fn package_holds_the_binary_config_rules_templates_unit_and_completions() {
     let package = package();
     let name = package.deb.file_name().expect("name").to_string_lossy();
     assert!(
@@ -101,41 +101,15 @@ fn package_installs_the_binary_config_unit_man_pages_and_completions() {
                 .map(|f| format!("etc/maildesk/{f}")),
         );
     }
-    let man: BTreeSet<&String> = files
-        .iter()
-        .filter(|f| f.starts_with("usr/share/man/man1/"))
-        .collect();
     let others: BTreeSet<String> = files
         .iter()
         .filter(|f| !f.starts_with("usr/share/man/man1/"))
         .cloned()
         .collect();
-    assert_eq!(others, expected, "the package's files");
-
-    // One page per visible subcommand, none for the hidden `generate`.
-    for page in ["maildesk.1.gz", "maildesk-run.1.gz", "maildesk-check.1.gz"] {
-        assert!(
-            man.contains(&format!("usr/share/man/man1/{page}")),
-            "{page} in {man:?}"
-        );
-    }
-    assert!(man.iter().all(|p| p.ends_with(".1.gz")), "{man:?}");
-    assert!(!man.iter().any(|p| p.contains("generate")), "{man:?}");
-    let page = run(Command::new("gzip")
-        .arg("-dc")
-        .arg(package.root.join("usr/share/man/man1/maildesk.1.gz")));
-    let page = String::from_utf8_lossy(&page.stdout);
-    assert!(page.contains(".TH maildesk 1"), "{page}");
-    assert!(page.contains("maildesk\\-run(1)"), "{page}");
-
-    let bash = std::fs::read_to_string(
-        package
-            .root
-            .join("usr/share/bash-completion/completions/maildesk"),
-    )
-    .expect("bash completion");
-    assert!(bash.contains("complete -F _maildesk"), "{bash}");
-    assert!(bash.contains("run check rules"), "{bash}");
+    assert_eq!(
+        others, expected,
+        "the package's files besides the man pages"
+    );
 
     let binary = package.root.join("usr/bin/maildesk");
     let mode = std::os::unix::fs::PermissionsExt::mode(
@@ -147,6 +121,46 @@ fn package_installs_the_binary_config_unit_man_pages_and_completions() {
         String::from_utf8_lossy(&version.stdout).trim(),
         format!("maildesk {}", env!("CARGO_PKG_VERSION"))
     );
+}
+
+#[test]
+fn man_pages_and_completions_come_from_the_command_line_definitions() {
+    let package = package();
+    let man: BTreeSet<String> = files_under(&package.root, &package.root.join("usr/share/man"))
+        .into_iter()
+        .collect();
+    // One page per visible subcommand, none for the hidden `generate`.
+    for page in ["maildesk.1.gz", "maildesk-run.1.gz", "maildesk-check.1.gz"] {
+        assert!(
+            man.contains(&format!("usr/share/man/man1/{page}")),
+            "{page} in {man:?}"
+        );
+    }
+    assert!(
+        man.iter()
+            .all(|p| p.starts_with("usr/share/man/man1/maildesk") && p.ends_with(".1.gz")),
+        "{man:?}"
+    );
+    assert!(!man.iter().any(|p| p.contains("generate")), "{man:?}");
+    let page = run(Command::new("gzip")
+        .arg("-dc")
+        .arg(package.root.join("usr/share/man/man1/maildesk.1.gz")));
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(page.contains(".TH maildesk 1"), "{page}");
+    assert!(page.contains("maildesk\\-run(1)"), "{page}");
+
+    let read = |path: &str| {
+        std::fs::read_to_string(package.root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let bash = read("usr/share/bash-completion/completions/maildesk");
+    assert!(bash.contains("complete -F _maildesk"), "{bash}");
+    assert!(bash.contains("maildesk,check)"), "{bash}");
+    let zsh = read("usr/share/zsh/vendor-completions/_maildesk");
+    assert!(zsh.starts_with("#compdef maildesk"), "{zsh}");
+    assert!(zsh.contains("'run:Read the mailboxes"), "{zsh}");
+    let fish = read("usr/share/fish/vendor_completions.d/maildesk.fish");
+    assert!(fish.contains("complete -c maildesk"), "{fish}");
+    assert!(fish.contains("-a \"tickets\""), "{fish}");
 }
 
 #[test]
