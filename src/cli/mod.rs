@@ -2,6 +2,7 @@
 
 mod accounts;
 mod check;
+mod generate;
 mod rules;
 mod run;
 mod tickets;
@@ -41,6 +42,9 @@ enum Command {
     /// Tickets and their threads
     #[command(subcommand)]
     Tickets(tickets::Command),
+    /// Man pages and shell completions, for packaging
+    #[command(subcommand, hide = true)]
+    Generate(generate::Command),
 }
 
 /// Exit code for a config that cannot be used (clap uses 2 for usage errors too).
@@ -50,6 +54,10 @@ pub const EXIT_DEFERRED: u8 = 3;
 
 pub fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    // Run where the package is built, which has no config.
+    if let Command::Generate(command) = &cli.command {
+        return generate::run(command);
+    }
     let config = match load_config(cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
@@ -63,6 +71,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
         Command::Rules(command) => rules::run(&config, command),
         Command::Accounts(command) => accounts::run(&config, command),
         Command::Tickets(command) => tickets::run(&config, command),
+        Command::Generate(_) => unreachable!("generate returns before the config is loaded"),
     }
 }
 

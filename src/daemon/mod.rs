@@ -4,6 +4,7 @@
 //! half-handled.
 
 pub mod lock;
+pub mod notify;
 pub mod reload;
 
 use std::sync::{Arc, Mutex};
@@ -138,6 +139,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
             health,
         };
         tokio::spawn(reloader.run(shutdown.clone()));
+        tokio::spawn(notify::watchdog(shutdown.clone()));
     }
     let watch = Watch {
         shutdown: shutdown.clone(),
@@ -147,6 +149,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
     };
     let mut sources = spawn_sources(config, &policy, &watch)?;
     tracing::info!(mailboxes = config.mailboxes.len(), once, "maildesk started");
+    notify::ready();
 
     let mut totals = RunTotals::default();
     if !once {
@@ -294,6 +297,7 @@ fn listen_for_signals(shutdown: CancellationToken) -> Result<(), DaemonError> {
             _ = terminate.recv() => tracing::info!("SIGTERM: finishing the work in progress"),
             _ = interrupt.recv() => tracing::info!("SIGINT: finishing the work in progress"),
         }
+        notify::stopping();
         shutdown.cancel();
         tokio::select! {
             _ = terminate.recv() => {}
