@@ -12,6 +12,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use maildesk::config::{Config, ConfigError};
 
+use crate::logging::LogFormat;
+
 #[derive(Parser)]
 #[command(
     name = "maildesk",
@@ -22,6 +24,9 @@ struct Cli {
     /// Config file [default: ./maildesk.toml, then /etc/maildesk/maildesk.toml]
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Log lines on stderr: text, or one JSON object per line
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,6 +53,7 @@ pub const EXIT_CONFIG: u8 = 2;
 
 pub fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    crate::logging::init(cli.log_format);
     let config = match load_config(cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
