@@ -76,26 +76,7 @@ fn lint(raw: &[u8]) -> Result<Read, Vec<String>> {
         ));
     }
     let encoding = one("Content-Transfer-Encoding", &mut problems).to_ascii_lowercase();
-    let encoded = body_bytes(raw);
-    match encoding.as_str() {
-        "7bit" if !encoded.is_ascii() => problems.push("7bit, but bytes over 127".into()),
-        "7bit" => {}
-        "quoted-printable" => problems.extend(lint_quoted_printable(encoded)),
-        "base64" => {
-            let text: Vec<u8> = encoded
-                .iter()
-                .copied()
-                .filter(|b| !b"\r\n".contains(b))
-                .collect();
-            if !text
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(b))
-            {
-                problems.push("base64 body with bytes outside the alphabet".into());
-            }
-        }
-        other => problems.push(format!("Content-Transfer-Encoding {other:?}")),
-    }
+    problems.extend(lint_encoding(&encoding, body_bytes(raw)));
     let body = match parsed.get_body_raw().map(String::from_utf8) {
         Ok(Ok(body)) => body,
         _ => {
@@ -112,6 +93,25 @@ fn lint(raw: &[u8]) -> Result<Read, Vec<String>> {
         })
     } else {
         Err(problems)
+    }
+}
+
+/// The transfer encoding matches the bytes: 7bit is ASCII, quoted-printable and base64
+/// use only their alphabets; nothing else (8bit needs a server that accepts it).
+fn lint_encoding(encoding: &str, encoded: &[u8]) -> Vec<String> {
+    match encoding {
+        "7bit" if !encoded.is_ascii() => vec!["7bit, but bytes over 127".into()],
+        "7bit" => Vec::new(),
+        "quoted-printable" => lint_quoted_printable(encoded),
+        "base64" => {
+            let alphabet = |b: &u8| b.is_ascii_alphanumeric() || b"+/=\r\n".contains(b);
+            if encoded.iter().all(alphabet) {
+                Vec::new()
+            } else {
+                vec!["base64 body with bytes outside the alphabet".into()]
+            }
+        }
+        other => vec![format!("Content-Transfer-Encoding {other:?}")],
     }
 }
 
