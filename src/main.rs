@@ -2,18 +2,11 @@
 //! printing and exit codes.
 
 mod cli;
+mod logging;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     match cli::main() {
         Ok(code) => code,
         Err(error) => {

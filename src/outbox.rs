@@ -165,7 +165,13 @@ pub async fn deliver_due(
                 Ok(()) => {
                     store.mark_sent(&mail, Utc::now())?;
                     delivery.sent += 1;
-                    tracing::info!(outbox = mail.id, to = %mail.recipient, "sent mail");
+                    tracing::info!(
+                        outbox = mail.id,
+                        ticket = mail.ticket,
+                        message_id = mail.message_id.as_deref(),
+                        recipient = %mail.recipient,
+                        "sent mail"
+                    );
                 }
                 Err(SendError { message, permanent }) => {
                     let too_old = now - mail.queued_at > max_age;
@@ -186,7 +192,14 @@ pub async fn deliver_due(
                             message_id: mail.message_id.clone(),
                             error: why.clone(),
                         });
-                        tracing::error!(outbox = mail.id, to = %mail.recipient, error = %why, "delivery given up; ticket flagged for staff");
+                        tracing::error!(
+                            outbox = mail.id,
+                            ticket = mail.ticket,
+                            message_id = mail.message_id.as_deref(),
+                            recipient = %mail.recipient,
+                            reason = %why,
+                            "delivery given up; ticket flagged for staff"
+                        );
                     } else {
                         let retry_at = Utc::now() + retry_delay(mail.attempts);
                         store.mark_retry(&mail, &message, retry_at)?;

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::compose::Composed;
 use crate::compose::variables::DeskVars;
 use crate::config::{Config, Limits, Time};
+use crate::desk::Effect;
 use crate::desk::decide::{Decision, Inbound, Recent, decide};
 use crate::desk::hours::is_business_time;
 use crate::desk::thread::Threader;
@@ -261,6 +262,47 @@ fn describe(sender: &Sender) -> String {
     }
 }
 
+/// The sender's kind in the rules' words (`when.sender`), for log lines.
+fn sender_kind(sender: &Sender) -> &'static str {
+    match sender {
+        Sender::Customer(_) => "registered",
+        Sender::Staff { .. } => "staff",
+        Sender::Unregistered(_) => "unregistered",
+        Sender::Unverified { .. } => "unverified",
+        Sender::Unknown => "unknown",
+    }
+}
+
+/// What was decided for a message, in a few words for its log line ("queued support_ack;
+/// flagged: ..."). Written straight into the line, and only when the line is written.
+struct Decided<'a>(&'a [Effect]);
+
+impl std::fmt::Display for Decided<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut separator = "";
+        for effect in self.0 {
+            let (what, detail): (&str, &str) = match effect {
+                Effect::Send { template, .. } => ("queued ", template),
+                Effect::SuppressReply { reason } => ("reply suppressed: ", reason),
+                Effect::FlagForStaff { reason } => ("flagged: ", reason),
+                Effect::Quarantine { rule } => ("quarantined by ", rule),
+                Effect::AwaitConfirmation { action } => ("awaits confirmation: ", action),
+                Effect::Bounced {
+                    permanent: true, ..
+                } => ("bounce of our mail", ""),
+                Effect::Bounced { .. } => ("delay of our mail", ""),
+                _ => continue,
+            };
+            write!(f, "{separator}{what}{detail}")?;
+            separator = "; ";
+        }
+        if separator.is_empty() {
+            f.write_str("filed")?;
+        }
+        Ok(())
+    }
+}
+
 impl Desk {
     /// What outgoing mails are made from, under `policy`.
     fn outgoing<'a>(&'a self, policy: &'a Policy) -> Outgoing<'a> {
@@ -338,12 +380,12 @@ impl Desk {
         };
         let outgoing = self.outgoing(policy);
         let applied = apply::apply(tx, &incoming, &decision.effects, &outgoing, now)?;
-        tracing::debug!(
+        tracing::info!(
             mailbox = %message.mailbox,
-            key = %message.key,
-            from = mail.from.as_deref().unwrap_or("-"),
+            source_key = %message.key,
             ticket = applied.ticket,
-            rules = decision.evaluation.matched.len(),
+            sender = %sender_kind(&sender),
+            decided = %Decided(&decision.effects),
             queued = applied.mails.len(),
             "stored message"
         );

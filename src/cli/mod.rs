@@ -13,6 +13,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use maildesk::config::{Config, ConfigError};
 
+use crate::logging::LogFormat;
+
 #[derive(Parser)]
 #[command(
     name = "maildesk",
@@ -23,6 +25,9 @@ struct Cli {
     /// Config file [default: ./maildesk.toml, then /etc/maildesk/maildesk.toml]
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Log lines on stderr: text, or one JSON object per line
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,6 +59,7 @@ pub const EXIT_DEFERRED: u8 = 3;
 
 pub fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    crate::logging::init(cli.log_format);
     // Run where the package is built, which has no config.
     if let Command::Generate(command) = &cli.command {
         return generate::run(command);

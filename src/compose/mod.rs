@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, Message};
+use lettre::message::header::{
+    ContentTransferEncoding, ContentType, HeaderName, HeaderValue, MIME_VERSION_1_0,
+};
+use lettre::message::{Body, Mailbox, Message};
 use minijinja::{Environment, UndefinedBehavior, Value};
 use serde::Serialize;
 
@@ -501,6 +503,55 @@ pub fn thread_index(domain: &str, ticket: i64, opened: DateTime<Utc>) -> String 
     base64::engine::general_purpose::STANDARD.encode(index)
 }
 
+/// RFC 5322's recommended line length, header name included.
+const FOLD_AT: usize = 78;
+
+/// The longest Message-ID repeated in In-Reply-To and References. An id cannot be folded,
+/// so a longer one (only broken or hostile mail has them) would make a line over RFC
+/// 5322's limit of 998 octets; such a parent is left out, and the ticket tag in the
+/// subject still threads the answer.
+const MAX_ID: usize = 900;
+
+/// A header of free text. lettre folds it between words and encodes non-ASCII words, but
+/// cannot fold inside a word, so a word longer than a line (a pasted URL, a run of 2,000
+/// characters) would break the line limit. Such a value is written whole as RFC 2047
+/// encoded-words, which may be cut anywhere and decode to the same text.
+fn text_header(name: &'static str, value: &str) -> Result<HeaderValue, ComposeError> {
+    let prefix = name.len() + ": ".len();
+    let header = HeaderName::new_from_ascii_str(name);
+    if value
+        .split_whitespace()
+        .all(|word| prefix + word.len() <= FOLD_AT)
+    {
+        return Ok(HeaderValue::new(header, value.to_string()));
+    }
+    let mut encoded = String::new();
+    {
+        let mut writer =
+            email_encoding::headers::writer::EmailWriter::new(&mut encoded, prefix, 0, false);
+        email_encoding::headers::rfc2047::encode(value, &mut writer)
+            .map_err(|e| ComposeError::Build(format!("{name}: {e}")))?;
+    }
+    Ok(HeaderValue::dangerous_new_pre_encoded(
+        header,
+        value.to_string(),
+        encoded,
+    ))
+}
+
+/// The body in the transfer encoding lettre finds best for it (7bit only for short ASCII
+/// lines, else quoted-printable or base64), every line ending in CRLF: lettre's base64
+/// leaves the last line without one.
+fn transfer_encoded(text: &str) -> Body {
+    let body = Body::new(text.to_string());
+    if body.encoding() != ContentTransferEncoding::Base64 || body.as_ref().ends_with(b"\r\n") {
+        return body;
+    }
+    let mut bytes = body.into_vec();
+    bytes.extend_from_slice(b"\r\n");
+    Body::dangerous_pre_encoded(bytes, ContentTransferEncoding::Base64)
+}
+
 pub fn compose(
     templates: &Templates,
     draft: Draft<'_>,
@@ -528,9 +579,10 @@ pub fn compose(
     let mut builder = Message::builder()
         .from(from)
         .to(to)
-        .subject(subject.clone())
+        .raw_header(text_header("Subject", &subject)?)
         .message_id(Some(format!("<{message_id}>")))
         .date(SystemTime::from(now))
+        .header(MIME_VERSION_1_0)
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("Auto-Submitted"),
             auto_submitted.into(),
@@ -541,30 +593,29 @@ pub fn compose(
         ));
     if let Some(c) = &draft.conversation {
         builder = builder
-            .raw_header(HeaderValue::new(
-                HeaderName::new_from_ascii_str("Thread-Topic"),
-                single_line(c.topic),
-            ))
+            .raw_header(text_header("Thread-Topic", &single_line(c.topic))?)
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("Thread-Index"),
                 thread_index(domain, c.ticket, c.opened),
             ));
     }
-    if let Some(parent) = draft.answering.message_id {
-        let mut chain: Vec<String> = draft
+    if let Some(parent) = draft.answering.message_id.filter(|id| id.len() <= MAX_ID) {
+        let chain: Vec<String> = draft
             .answering
             .references
             .iter()
-            .map(|r| format!("<{r}>"))
+            .map(String::as_str)
+            .chain([parent])
+            .filter(|id| id.len() <= MAX_ID)
+            .map(|id| format!("<{id}>"))
             .collect();
-        chain.push(format!("<{parent}>"));
         builder = builder
             .in_reply_to(format!("<{parent}>"))
             .references(chain.join(" "));
     }
     let message = builder
         .header(ContentType::TEXT_PLAIN)
-        .body(body.clone())
+        .body(transfer_encoded(&body))
         .map_err(|e| bad(&e))?;
     Ok(Composed {
         message_id,
