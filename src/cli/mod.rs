@@ -2,6 +2,7 @@
 
 mod accounts;
 mod check;
+mod config;
 mod rules;
 mod run;
 mod tickets;
@@ -32,6 +33,8 @@ enum Command {
     Run(run::Args),
     /// Validate the config, rules and templates without touching any mailbox
     Check,
+    /// Print the configuration in force, every default filled in
+    Config,
     /// Rules: try them on a message
     #[command(subcommand)]
     Rules(rules::Command),
@@ -56,8 +59,12 @@ pub fn main() -> anyhow::Result<ExitCode> {
         }
     };
     match cli.command {
-        Command::Run(args) => run::run(&config, args),
+        Command::Run(args) => match check::ready_to_run(&config) {
+            Ok(()) => run::run(&config, args),
+            Err(code) => Ok(code),
+        },
         Command::Check => check::check(&config),
+        Command::Config => config::print(&config),
         Command::Rules(command) => rules::run(&config, command),
         Command::Accounts(command) => accounts::run(&config, command),
         Command::Tickets(command) => tickets::run(&config, command),
