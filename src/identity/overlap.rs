@@ -42,13 +42,13 @@ pub fn conflicts(holdings: &[Holding<'_>]) -> Vec<(usize, String)> {
         if a.account == b.account {
             continue;
         }
-        // Reported at the file's row: the inner one's if it is in the file (the later of
-        // two identical ones), else the outer one's.
-        let report = match (a.line, b.line, relation) {
-            (Some(la), Some(lb), Relation::Same) if lb > la => describe(b, a, relation, false),
-            (Some(_), _, _) => describe(a, b, relation, false),
-            (None, Some(_), _) => describe(b, a, relation, true),
-            (None, None, _) => None,
+        // Reported at the file's row, the later one if both are in the file: the row
+        // added last is most likely the mistake.
+        let report = match (a.line, b.line) {
+            (Some(la), Some(lb)) if lb > la => describe(b, a, relation, true),
+            (Some(_), _) => describe(a, b, relation, false),
+            (None, Some(_)) => describe(b, a, relation, true),
+            (None, None) => None,
         };
         found.extend(report);
     }
@@ -191,8 +191,8 @@ mod tests {
             found,
             vec![
                 (
-                    2,
-                    "cidr 198.51.100.0/28 of account C3 is inside cidr 198.51.100.0/24 of account C2 on line 3".into()
+                    3,
+                    "cidr 198.51.100.0/24 of account C2 contains cidr 198.51.100.0/28 of account C3 on line 2".into()
                 ),
                 (
                     3,
@@ -222,8 +222,8 @@ mod tests {
                     "domain shop.example.com of account C2 is under domain example.com of account C1 (registered)".into()
                 ),
                 (
-                    2,
-                    "domain shop.example.com of account C2 is under domain example.com of account C4 on line 4".into()
+                    4,
+                    "domain example.com of account C4 contains domain shop.example.com of account C2 on line 2".into()
                 ),
                 (
                     4,

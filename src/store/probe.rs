@@ -11,9 +11,11 @@ use super::migrations::LATEST_VERSION;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("database {} is not writable: {source}", path.display())]
+    #[error("database {} is not writable: {}: {source}", path.display(), at.display())]
     NotWritable {
         path: PathBuf,
+        /// What could not be written: the database's directory or one of its files.
+        at: PathBuf,
         source: std::io::Error,
     },
     #[error("database {} cannot be read: {source}", path.display())]
@@ -53,9 +55,13 @@ impl ProbeError {
 /// exists, is not from a newer maildesk. Opens nothing for writing through SQLite: the
 /// database and its WAL stay exactly as they were.
 pub fn probe(path: &Path) -> Result<(), ProbeError> {
-    let not_writable = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ProbeError::NotWritable { path, source }
+    let not_writable = |at: &Path| {
+        let at = at.to_path_buf();
+        move |source| ProbeError::NotWritable {
+            path: path.to_path_buf(),
+            at,
+            source,
+        }
     };
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
