@@ -48,7 +48,7 @@ pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
     {
         if let Some(rejected) = &health.rejected {
             let what = format!(
-                "reload at {} and still serves the rules and templates loaded at {}",
+                "to reload at {} and still serves the rules and templates loaded at {}",
                 rejected.at, health.policy_loaded_at
             );
             show_refusal(health.pid, &what, rejected);

@@ -160,7 +160,7 @@ impl Reloader {
                     return;
                 }
                 _ = hup => {
-                    tracing::info!("SIGHUP: reloading rules, templates and accounts");
+                    tracing::info!("SIGHUP: reloading rules and templates, and the accounts file");
                     seen = self.fingerprints();
                     self.reload_policy();
                     self.reload_accounts();
