@@ -202,15 +202,26 @@ impl Pipeline {
         if given_up.is_empty() {
             return Ok(0);
         }
+        self.with_outgoing(|tx, outgoing| {
+            let mut queued = 0;
+            for failed in given_up {
+                queued += outgoing::alert_staff(tx, failed, outgoing, now)?;
+            }
+            Ok(queued)
+        })
+    }
+
+    /// Runs `write` in one transaction with what our mails are made from: for mails that
+    /// answer no incoming message, such as notices to staff.
+    pub fn with_outgoing<T>(
+        &mut self,
+        write: impl FnOnce(&Transaction<'_>, &Outgoing<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let policy = self.desk.policy.current();
         let tx = self.store.conn.transaction()?;
-        let outgoing = self.desk.outgoing(&policy);
-        let mut queued = 0;
-        for failed in given_up {
-            queued += outgoing::alert_staff(&tx, failed, &outgoing, now)?;
-        }
+        let result = write(&tx, &self.desk.outgoing(&policy))?;
         tx.commit()?;
-        Ok(queued)
+        Ok(result)
     }
 
     /// Everything that would happen to `message`, rules matched and mails fully written,

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod check;
+mod config;
 mod generate;
 mod rules;
 mod run;
@@ -38,6 +39,8 @@ enum Command {
     Run(run::Args),
     /// Validate the config, rules and templates without touching any mailbox
     Check,
+    /// Print the configuration in force, every default filled in
+    Config,
     /// Rules: try them on a message
     #[command(subcommand)]
     Rules(rules::Command),
@@ -72,8 +75,12 @@ pub fn main() -> anyhow::Result<ExitCode> {
         }
     };
     match cli.command {
-        Command::Run(args) => run::run(&config, args),
+        Command::Run(args) => match check::ready_to_run(&config) {
+            Ok(()) => run::run(&config, args),
+            Err(code) => Ok(code),
+        },
         Command::Check => check::check(&config),
+        Command::Config => config::print(&config),
         Command::Rules(command) => rules::run(&config, command),
         Command::Accounts(command) => accounts::run(&config, command),
         Command::Tickets(command) => tickets::run(&config, command),

@@ -4,27 +4,33 @@
 //! works the same whatever directory the daemon is started from.
 
 mod collect;
+mod effective;
+mod runtime;
+mod validate;
 
 use std::path::{Path, PathBuf};
 
 use chrono::{NaiveDate, NaiveTime, Weekday};
 use chrono_tz::Tz;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::Diagnostics;
 
 pub use collect::deserialize_all;
 
 /// Where `--config` is looked for when not given.
 pub const DEFAULT_LOCATIONS: [&str; 2] = ["maildesk.toml", "/etc/maildesk/maildesk.toml"];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The config file this was read from.
     #[serde(skip)]
     pub file: PathBuf,
+    /// Its text, to place problems found after loading (see [`Config::check_runtime`]).
+    #[serde(skip)]
+    source: String,
     pub database: Spanned<PathBuf>,
     pub rules_dir: Spanned<PathBuf>,
     pub templates_dir: Spanned<PathBuf>,
@@ -44,7 +50,7 @@ pub struct Config {
     pub limits: Limits,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Desk {
     /// Shown to customers, e.g. in the From display name.
@@ -62,7 +68,7 @@ fn default_language() -> String {
     "en".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Time {
     pub zone: Tz,
@@ -93,11 +99,21 @@ impl Default for Time {
 }
 
 /// Opening hours of a working day, written `"08:00-18:00"`.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(try_from = "String", into = "String")]
 pub struct BusinessHours {
     pub opens: NaiveTime,
     pub closes: NaiveTime,
+}
+
+impl From<BusinessHours> for String {
+    fn from(hours: BusinessHours) -> String {
+        format!(
+            "{}-{}",
+            hours.opens.format("%H:%M"),
+            hours.closes.format("%H:%M")
+        )
+    }
 }
 
 impl TryFrom<String> for BusinessHours {
@@ -117,7 +133,7 @@ impl TryFrom<String> for BusinessHours {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Support,
@@ -133,14 +149,14 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     Maildir,
     Imap,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Security {
     /// TLS from the first byte (IMAPS 993, SMTPS 465).
@@ -150,7 +166,7 @@ pub enum Security {
     Plain,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mailbox {
     /// Unique; keys the mailbox's cursor in the database, so renaming it means a new cursor.
@@ -207,7 +223,7 @@ fn default_batch_size() -> u32 {
     500
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ImapAuth {
     #[default]
@@ -215,7 +231,7 @@ pub enum ImapAuth {
     Plain,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum AfterProcessing {
     /// Move to `processed_folder` (UID MOVE, or COPY + \Deleted + UID EXPUNGE).
@@ -226,7 +242,7 @@ pub enum AfterProcessing {
 }
 
 /// What to do with mail already in a mailbox the first time maildesk sees it.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum InitialSync {
     /// Store it as history: tickets, but no automatic answer.
@@ -263,7 +279,7 @@ impl Outgoing {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Outgoing {
     pub transport: TransportKind,
@@ -291,7 +307,7 @@ fn default_max_age_hours() -> u32 {
 
 /// How many automatic mails may go out, so that no exchange with a machine (or a flood of
 /// forged senders) becomes a flood of our mail. Mails to staff are not counted.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Automatic mails to one address per window.
@@ -311,21 +327,21 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum TransportKind {
     File,
     Smtp,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Staff {
     pub email: Spanned<String>,
     pub name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Daemon {
     /// How often a mailbox without push is looked at.
@@ -380,9 +396,11 @@ impl Config {
         let (config, mut problems) = deserialize_all::<Config>(path, source);
         let config = config.map(|mut config| {
             config.file = path.to_path_buf();
+            config.source = source.to_string();
             let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
             config.resolve_paths(&base);
-            problems.extend(config.validate(source));
+            config.resolve_defaults();
+            problems.extend(config.validate());
             config
         });
         match config {
@@ -404,6 +422,29 @@ impl Config {
         self.database.get_ref().with_extension("health.json")
     }
 
+    /// Fills in the port and security that a server is reached with when the config
+    /// names none, so that `maildesk config` shows them and every reader agrees.
+    fn resolve_defaults(&mut self) {
+        for mailbox in &mut self.mailboxes {
+            if mailbox.kind == SourceKind::Imap {
+                let security = *mailbox.security.get_or_insert(Security::Tls);
+                mailbox.port.get_or_insert(match security {
+                    Security::Tls => 993,
+                    Security::Starttls | Security::Plain => 143,
+                });
+            }
+        }
+        let out = &mut self.outgoing;
+        if out.transport == TransportKind::Smtp {
+            let security = *out.security.get_or_insert(Security::Starttls);
+            out.port.get_or_insert(match security {
+                Security::Tls => 465,
+                Security::Starttls => 587,
+                Security::Plain => 25,
+            });
+        }
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
         let mut paths: Vec<&mut Spanned<PathBuf>> = vec![
             &mut self.database,
@@ -423,245 +464,6 @@ impl Config {
                 let joined = base.join(path.get_ref());
                 *path.get_mut() = joined;
             }
-        }
-    }
-
-    /// Checks what types alone cannot: files that must exist, fields one kind needs.
-    fn validate(&self, source: &str) -> Vec<Diagnostic> {
-        let mut v = Validator {
-            file: &self.file,
-            source,
-            problems: Vec::new(),
-        };
-        match self.database.get_ref().parent() {
-            Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => v.error(
-                &self.database,
-                format!("directory {} of the database does not exist", dir.display()),
-                "create it, or point `database` at an existing directory",
-            ),
-            _ => {}
-        }
-        v.dir_exists(&self.rules_dir, "rules_dir");
-        v.dir_exists(&self.templates_dir, "templates_dir");
-        if let Some(file) = &self.accounts_file {
-            v.file_exists(file, "accounts_file");
-        }
-        for address in [&self.desk.support_address, &self.desk.abuse_address] {
-            v.address(address);
-        }
-        let tag = self.desk.ticket_tag.get_ref();
-        if tag.is_empty()
-            || !tag
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            v.error(
-                &self.desk.ticket_tag,
-                format!("ticket_tag {tag:?} must be letters, digits, '-' or '_'"),
-                "it becomes the subject tag, e.g. \"ACME\" gives [ACME #123]",
-            );
-        }
-        for staff in &self.staff {
-            v.address(&staff.email);
-        }
-        let mut names = std::collections::HashSet::new();
-        for mailbox in &self.mailboxes {
-            if !names.insert(mailbox.name.get_ref().as_str()) {
-                v.error(
-                    &mailbox.name,
-                    format!("mailbox name {:?} is used twice", mailbox.name.get_ref()),
-                    "each mailbox needs its own name",
-                );
-            }
-            match mailbox.kind {
-                SourceKind::Maildir => match &mailbox.path {
-                    Some(path) => v.maildir(path),
-                    None => v.error(
-                        &mailbox.name,
-                        "a maildir mailbox needs `path`",
-                        "path = \"/var/mail/support\" (the folder holding new/ and cur/)",
-                    ),
-                },
-                SourceKind::Imap => {
-                    if mailbox.host.is_none() {
-                        v.error(
-                            &mailbox.name,
-                            "an imap mailbox needs `host`",
-                            "host = \"imap.example.net\"",
-                        );
-                    }
-                    if mailbox.user.is_none() {
-                        v.error(
-                            &mailbox.name,
-                            "an imap mailbox needs `user`",
-                            "user = \"support@example.net\"",
-                        );
-                    }
-                    v.password(&mailbox.name, mailbox.password());
-                    if let Some(ca) = &mailbox.ca_file {
-                        v.file_exists(ca, "ca_file");
-                    }
-                    if mailbox.after == AfterProcessing::Move
-                        && mailbox.processed_folder == mailbox.folder
-                    {
-                        // Moved mail would come back with new UIDs, forever.
-                        v.error(
-                            &mailbox.name,
-                            format!(
-                                "processed_folder is the watched folder {:?}",
-                                mailbox.folder
-                            ),
-                            "name another folder, or set after = \"seen\"",
-                        );
-                    }
-                    if let Some(host) = &mailbox.host {
-                        v.plain_only_to_loopback(host, mailbox.security, mailbox.allow_plaintext);
-                    }
-                }
-            }
-            if let (SourceKind::Maildir, Some(host)) = (mailbox.kind, &mailbox.host) {
-                v.error(
-                    host,
-                    "`host` only applies to kind = \"imap\"",
-                    "remove it, or set kind = \"imap\"",
-                );
-            }
-            if let (SourceKind::Imap, Some(path)) = (mailbox.kind, &mailbox.path) {
-                v.error(
-                    path,
-                    "`path` only applies to kind = \"maildir\"",
-                    "remove it, or set kind = \"maildir\"",
-                );
-            }
-        }
-        let out = &self.outgoing;
-        match out.transport {
-            TransportKind::File if out.dir.is_none() => v.error_at_file(
-                "[outgoing] transport = \"file\" needs `dir`",
-                "dir = \"outbox\" (created if missing)",
-            ),
-            TransportKind::Smtp if out.host.is_none() => v.error_at_file(
-                "[outgoing] transport = \"smtp\" needs `host`",
-                "host = \"smtp.example.net\"",
-            ),
-            TransportKind::Smtp => {
-                if let Some(host) = &out.host {
-                    if out.user.is_some() {
-                        v.password(host, out.password());
-                    }
-                    v.plain_only_to_loopback(host, out.security, out.allow_plaintext);
-                }
-            }
-            TransportKind::File => {}
-        }
-        v.problems
-    }
-}
-
-struct Validator<'a> {
-    file: &'a Path,
-    source: &'a str,
-    problems: Vec<Diagnostic>,
-}
-
-impl Validator<'_> {
-    fn error<T>(&mut self, at: &Spanned<T>, message: impl Into<String>, hint: &str) {
-        self.problems.push(
-            Diagnostic::error(self.file, message)
-                .at_offset(self.source, at.span().start)
-                .with_hint(hint),
-        );
-    }
-
-    fn error_at_file(&mut self, message: &str, hint: &str) {
-        self.problems
-            .push(Diagnostic::error(self.file, message).with_hint(hint));
-    }
-
-    fn dir_exists(&mut self, dir: &Spanned<PathBuf>, key: &str) {
-        if !dir.get_ref().is_dir() {
-            self.error(
-                dir,
-                format!("{key} {} does not exist", dir.get_ref().display()),
-                "paths are relative to the config file's directory",
-            );
-        }
-    }
-
-    fn maildir(&mut self, path: &Spanned<PathBuf>) {
-        if !path.get_ref().join("new").is_dir() {
-            self.error(
-                path,
-                format!(
-                    "{} is not a Maildir (no new/ inside)",
-                    path.get_ref().display()
-                ),
-                "a Maildir holds new/, cur/ and tmp/",
-            );
-        }
-    }
-
-    fn file_exists(&mut self, file: &Spanned<PathBuf>, key: &str) {
-        if !file.get_ref().is_file() {
-            self.error(
-                file,
-                format!("{key} {} does not exist", file.get_ref().display()),
-                "paths are relative to the config file's directory",
-            );
-        }
-    }
-
-    /// Plain text exposes the password and the mail: acceptable on this machine only.
-    fn plain_only_to_loopback(
-        &mut self,
-        host: &Spanned<String>,
-        security: Option<Security>,
-        allowed: bool,
-    ) {
-        if security == Some(Security::Plain) && !allowed && !is_loopback(host.get_ref()) {
-            self.error(
-                host,
-                format!(
-                    "security = \"plain\" is allowed only towards loopback, not {}",
-                    host.get_ref()
-                ),
-                "use security = \"starttls\" or \"tls\" (or set allow_plaintext = true if you must)",
-            );
-        }
-    }
-
-    fn address(&mut self, address: &Spanned<String>) {
-        if address.get_ref().parse::<lettre::Address>().is_err() {
-            self.error(
-                address,
-                format!("{:?} is not an email address", address.get_ref()),
-                "write it as local@domain, without a display name",
-            );
-        }
-    }
-
-    fn password<T>(&mut self, owner: &Spanned<T>, source: PasswordSource<'_>) {
-        match (source.file, source.env) {
-            (Some(file), None) => self.file_exists(file, "password_file"),
-            (None, Some(var)) => {
-                if std::env::var_os(var.get_ref()).is_none() {
-                    self.error(
-                        var,
-                        format!("environment variable {} is not set", var.get_ref()),
-                        "set it in the daemon's environment (e.g. systemd EnvironmentFile=)",
-                    );
-                }
-            }
-            (Some(file), Some(_)) => self.error(
-                file,
-                "give either password_file or password_env, not both",
-                "keep the one your deployment uses",
-            ),
-            (None, None) => self.error(
-                owner,
-                "a password is needed: password_file or password_env",
-                "password_file = \"/etc/maildesk/imap.pass\"",
-            ),
         }
     }
 }

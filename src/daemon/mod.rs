@@ -18,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SourceKind};
 use crate::diag::Diagnostics;
-use crate::identity::import::{ImportFileError, import_file};
 use crate::outbox::{self, Transport, TransportError};
 use crate::pipeline::Pipeline;
 use crate::policy::SharedPolicy;
@@ -36,8 +35,6 @@ pub enum DaemonError {
     Policy(Diagnostics),
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error("accounts_file: {0}")]
-    Accounts(#[from] ImportFileError),
     #[error("mailbox {mailbox}: {error}")]
     Imap { mailbox: String, error: ImapError },
     #[error("invalid ticket tag: {0}")]
@@ -108,21 +105,29 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
         return Err(DaemonError::Policy(Diagnostics(problems)));
     };
     let started_at = Utc::now();
-    let health = reload::Health {
+    let mut health = reload::Health {
         pid: std::process::id(),
         started_at,
         policy_loaded_at: started_at,
         rules: policy.rules.rules.len(),
         rejected: None,
+        accounts_rejected: None,
     };
     let policy = SharedPolicy::new(policy);
     let db = config.database.get_ref();
     let mut outbox_store = Store::open(db)?;
     outbox_store.sync_staff(&config.staff)?;
-    if let Some(file) = &config.accounts_file {
-        let s = import_file(&mut outbox_store, file.get_ref())?;
-        tracing::info!(file = %file.get_ref().display(), created = s.created, updated = s.updated, unchanged = s.unchanged, "imported accounts");
-    }
+    // A bad accounts file is refused without stopping the desks (see reload.rs).
+    let outbox_wake = Arc::new(Notify::new());
+    let mut accounts = match &config.accounts_file {
+        Some(file) => Some(reload::AccountsFile {
+            path: file.get_ref().clone(),
+            pipeline: Pipeline::new(config, Store::open(db)?, policy.clone())?,
+            outbox: outbox_wake.clone(),
+        }),
+        None => None,
+    };
+    health.accounts_rejected = accounts.as_mut().and_then(|a| a.import(started_at));
     // The outbox's own connection, with the desk's templates for alerts to staff.
     let mut outbox = Outbox {
         pipeline: Pipeline::new(config, outbox_store, policy.clone())?,
@@ -135,6 +140,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
         let reloader = reload::Reloader {
             files,
             policy: policy.clone(),
+            accounts,
             health_file: config.health_file(),
             health,
         };
@@ -145,7 +151,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
         shutdown: shutdown.clone(),
         once,
         poll: Duration::from_secs(config.daemon.poll_interval_secs.max(1)),
-        outbox: Arc::new(Notify::new()),
+        outbox: outbox_wake,
     };
     let mut sources = spawn_sources(config, &policy, &watch)?;
     tracing::info!(mailboxes = config.mailboxes.len(), once, "maildesk started");

@@ -1,18 +1,24 @@
-//! Hot reload of rules and templates: on SIGHUP, and when a file in either directory
-//! changes (checked every [`WATCH_INTERVAL`]). A set with any error is refused: the old
-//! one keeps serving, every problem is logged and written to the health file, where
-//! `maildesk check` shows it.
+//! Hot reload of rules and templates, and of the accounts_file: on SIGHUP, and when a
+//! file changes (checked every [`WATCH_INTERVAL`]). A set of rules and templates with any
+//! error is refused, and so is an accounts file with any bad row: what was in force
+//! keeps serving, every problem is logged and written to the health file, where
+//! `maildesk check` shows it. A bad billing export never stops the desks.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::diag::Diagnostic;
+use crate::identity::import::{ImportFileError, import_file};
+use crate::pipeline::Pipeline;
 use crate::policy::{PolicyFiles, SharedPolicy};
+use crate::store::accounts::{record_import, record_refusal};
 
 /// How often the directories are looked at for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -27,6 +33,9 @@ pub struct Health {
     pub rules: usize,
     /// Set while the files on disk are broken and the older set keeps serving.
     pub rejected: Option<Rejected>,
+    /// Set while the accounts_file on disk is refused and the registry stays as it was.
+    #[serde(default)]
+    pub accounts_rejected: Option<Rejected>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -54,9 +63,73 @@ impl Health {
     }
 }
 
+/// The accounts_file (e.g. a billing export), imported at start and on every change.
+pub struct AccountsFile {
+    pub path: PathBuf,
+    /// Its own connection, with the desk's templates for the notice to staff.
+    pub pipeline: Pipeline,
+    /// Woken when a notice was queued.
+    pub outbox: Arc<Notify>,
+}
+
+impl AccountsFile {
+    /// Imports the file, every row or none. A refused file leaves the registry as it
+    /// was: each problem is logged with its file:line, staff are told once (see
+    /// [`record_refusal`]), and the refusal is returned for the health file.
+    pub fn import(&mut self, now: DateTime<Utc>) -> Option<Rejected> {
+        let file = self.path.display().to_string();
+        let error = match import_file(self.pipeline.store(), &self.path) {
+            Ok(s) => {
+                tracing::info!(%file, created = s.created, updated = s.updated, unchanged = s.unchanged, "imported accounts");
+                if let Err(error) = record_import(&self.pipeline.store().conn, &self.path, now) {
+                    tracing::warn!(%file, %error, "cannot record the import");
+                }
+                return None;
+            }
+            Err(error) => error,
+        };
+        let problems: Vec<String> = match &error {
+            ImportFileError::Invalid(problems) => {
+                problems.0.iter().map(Diagnostic::to_string).collect()
+            }
+            other => vec![other.to_string()],
+        };
+        for problem in &problems {
+            tracing::error!(%problem, "accounts_file refused");
+        }
+        tracing::error!(%file, "the accounts_file was not imported: the registry stays as it was");
+        let text = problems.join("\n");
+        let path = &self.path;
+        match self
+            .pipeline
+            .with_outgoing(|tx, out| record_refusal(tx, path, &text, out, now))
+        {
+            Ok(0) => {}
+            Ok(_) => self.outbox.notify_one(),
+            Err(error) => {
+                tracing::error!(%file, %error, "cannot tell staff of the refused accounts_file")
+            }
+        }
+        Some(Rejected { at: now, problems })
+    }
+
+    /// Changes whenever the file is replaced, modified or removed.
+    fn fingerprint(&self) -> Option<(Option<SystemTime>, u64)> {
+        let meta = std::fs::metadata(&self.path).ok()?;
+        Some((meta.modified().ok(), meta.len()))
+    }
+}
+
+/// Of the rules and templates, and of the accounts file: each reloaded when its own changes.
+type Fingerprints = (
+    Vec<(PathBuf, Option<SystemTime>, u64)>,
+    Option<(Option<SystemTime>, u64)>,
+);
+
 pub struct Reloader {
     pub files: PolicyFiles,
     pub policy: SharedPolicy,
+    pub accounts: Option<AccountsFile>,
     pub health_file: PathBuf,
     pub health: Health,
 }
@@ -72,7 +145,7 @@ impl Reloader {
                 None
             }
         };
-        let mut seen = self.files.fingerprint();
+        let mut seen = self.fingerprints();
         loop {
             let hup = async {
                 match hangup.as_mut() {
@@ -87,23 +160,42 @@ impl Reloader {
                     return;
                 }
                 _ = hup => {
-                    tracing::info!("SIGHUP: reloading rules and templates");
-                    seen = self.files.fingerprint();
-                    self.reload();
+                    tracing::info!("SIGHUP: reloading rules and templates, and the accounts file");
+                    seen = self.fingerprints();
+                    self.reload_policy();
+                    self.reload_accounts();
                 }
                 _ = tokio::time::sleep(WATCH_INTERVAL) => {
-                    let now = self.files.fingerprint();
-                    if now != seen {
-                        seen = now;
+                    let now = self.fingerprints();
+                    if now.0 != seen.0 {
                         tracing::info!("rules or templates changed: reloading");
-                        self.reload();
+                        self.reload_policy();
                     }
+                    if now.1 != seen.1 {
+                        tracing::info!("the accounts_file changed: importing it");
+                        self.reload_accounts();
+                    }
+                    seen = now;
                 }
             }
+            self.health.write(&self.health_file);
         }
     }
 
-    fn reload(&mut self) {
+    fn fingerprints(&self) -> Fingerprints {
+        (
+            self.files.fingerprint(),
+            self.accounts.as_ref().and_then(AccountsFile::fingerprint),
+        )
+    }
+
+    fn reload_accounts(&mut self) {
+        if let Some(accounts) = &mut self.accounts {
+            self.health.accounts_rejected = accounts.import(Utc::now());
+        }
+    }
+
+    fn reload_policy(&mut self) {
         let files = self.files.clone();
         let (policy, problems) = files.load();
         for problem in &problems {
@@ -136,6 +228,5 @@ impl Reloader {
                 );
             }
         }
-        self.health.write(&self.health_file);
     }
 }

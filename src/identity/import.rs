@@ -15,7 +15,9 @@ use chrono::Utc;
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::mail::normalize_address;
-use crate::store::accounts::{AccountRecord, ImportError, ImportSummary, Resource};
+use crate::store::accounts::{
+    AccountRecord, ImportError, ImportSummary, Resource, conflicts_with_registry,
+};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,22 +36,43 @@ pub enum ImportFileError {
 
 /// Reads and imports an account CSV file: every row, or none.
 pub fn import_file(store: &mut Store, file: &Path) -> Result<ImportSummary, ImportFileError> {
+    let records = read_records(file)?;
+    match store.import_accounts(&records, &file.display().to_string(), Utc::now()) {
+        Ok(summary) => Ok(summary),
+        Err(ImportError::Conflicts(conflicts)) => Err(refused(file, conflicts)),
+        Err(ImportError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// What importing `file` into the registry at `database` would refuse, found without
+/// importing (for `maildesk check`); the number of accounts it holds otherwise.
+pub fn check_file(database: &Path, file: &Path) -> Result<usize, ImportFileError> {
+    let records = read_records(file)?;
+    match conflicts_with_registry(database, &records)? {
+        conflicts if conflicts.is_empty() => Ok(records.len()),
+        conflicts => Err(refused(file, conflicts)),
+    }
+}
+
+fn read_records(file: &Path) -> Result<Vec<AccountRecord>, ImportFileError> {
     let text = std::fs::read_to_string(file).map_err(|source| ImportFileError::Read {
         path: file.to_path_buf(),
         source,
     })?;
-    let records =
-        parse_accounts(file, &text).map_err(|d| ImportFileError::Invalid(Diagnostics(d)))?;
-    match store.import_accounts(&records, &file.display().to_string(), Utc::now()) {
-        Ok(summary) => Ok(summary),
-        Err(ImportError::Conflicts(conflicts)) => Err(ImportFileError::Invalid(Diagnostics(
-            conflicts
-                .into_iter()
-                .map(|(line, message)| Diagnostic::error(file, message).at_line(line))
-                .collect(),
-        ))),
-        Err(ImportError::Store(e)) => Err(e.into()),
-    }
+    parse_accounts(file, &text).map_err(|d| ImportFileError::Invalid(Diagnostics(d)))
+}
+
+fn refused(file: &Path, conflicts: Vec<(usize, String)>) -> ImportFileError {
+    ImportFileError::Invalid(Diagnostics(
+        conflicts
+            .into_iter()
+            .map(|(line, message)| {
+                Diagnostic::error(file, message).at_line(line).with_hint(
+                    "each address and resource belongs to one account: correct one of the two",
+                )
+            })
+            .collect(),
+    ))
 }
 
 const COLUMNS: [&str; 7] = [

@@ -4,6 +4,7 @@
 //! consulted, so a message cannot redirect where our answers go.
 
 pub mod import;
+pub mod overlap;
 
 use rusqlite::Connection;
 

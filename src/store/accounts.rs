@@ -1,12 +1,16 @@
 //! The account registry: who the customers are and which address is theirs.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
+use super::outgoing::{Outgoing, StaffNotice, notify_staff};
 use super::{Store, StoreError, timestamp};
+use crate::identity::overlap::{self, Holding};
+use crate::mail::ParsedMail;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Account {
@@ -265,24 +269,116 @@ fn insert_account_event(
     Ok(())
 }
 
-/// Rows whose address or resources belong to an account not being re-imported with them.
+/// The kinds of event that record what the daemon made of its accounts_file.
+const REFUSED: &str = "accounts.refused";
+const IMPORTED: &str = "accounts.imported";
+
+fn last_file_event(conn: &Connection) -> Result<Option<(String, String)>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT kind, detail FROM events WHERE kind IN (?1, ?2) ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row([REFUSED, IMPORTED], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// Records that the daemon refused the accounts_file `file` for `problems`, and tells
+/// staff, once: the same refusal again (the next poll, a restart) is already recorded
+/// and told, until the file is imported. Returns how many notices were queued.
+pub fn record_refusal(
+    tx: &Transaction<'_>,
+    file: &Path,
+    problems: &str,
+    out: &Outgoing<'_>,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let detail = format!("{}\n{problems}", file.display());
+    if last_file_event(tx)? == Some((REFUSED.to_string(), detail.clone())) {
+        return Ok(0);
+    }
+    insert_file_event(tx, now, REFUSED, &detail)?;
+    // The notice is about the file: its problems stand where a customer's text would.
+    let about = ParsedMail::read(
+        format!(
+            "Subject: accounts_file {} refused\r\n\r\n{problems}\r\n",
+            file.display()
+        )
+        .as_bytes(),
+        &[],
+    );
+    let notice = StaffNotice {
+        ticket: None,
+        about: &about,
+        account: None,
+        reason: format!(
+            "the accounts_file {} has errors and was not imported; the registry stays as it was until it is corrected",
+            file.display()
+        ),
+        key: crate::sha256_hex(detail.as_bytes()),
+        message_id: None,
+    };
+    let mut queued = 0;
+    for notice in notify_staff(tx, notice, out, now)? {
+        match notice {
+            Ok(_) => queued += 1,
+            Err(error) => {
+                tracing::error!(%error, "cannot write the notice about the accounts_file")
+            }
+        }
+    }
+    Ok(queued)
+}
+
+/// Records that `file` was imported after a refusal, so that a later refusal is told.
+pub fn record_import(conn: &Connection, file: &Path, now: DateTime<Utc>) -> Result<(), StoreError> {
+    if last_file_event(conn)?.is_some_and(|(kind, _)| kind == REFUSED) {
+        insert_file_event(conn, now, IMPORTED, &file.display().to_string())?;
+    }
+    Ok(())
+}
+
+fn insert_file_event(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    kind: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO events (at, kind, actor, detail) VALUES (?1, ?2, 'system', ?3)",
+    )?
+    .execute(params![timestamp(now), kind, detail])?;
+    Ok(())
+}
+
+/// What importing `records` into the registry at `database` would refuse, found without
+/// changing it (for `maildesk check`): read-only, or against an empty registry when there
+/// is no database yet.
+pub fn conflicts_with_registry(
+    database: &Path,
+    records: &[AccountRecord],
+) -> Result<Vec<(usize, String)>, StoreError> {
+    if !database.exists() {
+        return find_conflicts(&Store::in_memory()?.conn, records);
+    }
+    let conn = Connection::open_with_flags(database, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    find_conflicts(&conn, records)
+}
+
+/// Rows whose address belongs to an account not being re-imported with them, and rows
+/// whose resources overlap another account's (see [`overlap`]), in the file or
+/// registered. Accounts the file names are compared as the file states them.
 fn find_conflicts(
-    tx: &Connection,
+    conn: &Connection,
     records: &[AccountRecord],
 ) -> Result<Vec<(usize, String)>, StoreError> {
     let in_file: BTreeSet<&str> = records.iter().map(|r| r.reference.as_str()).collect();
     let mut conflicts = Vec::new();
+    let mut by_email = conn.prepare_cached("SELECT reference FROM accounts WHERE email = ?1")?;
     for record in records {
-        // The account (other than this row's) that holds what `sql` looks up, if any.
-        let owner_elsewhere =
-            |sql: &str, args: &[&dyn rusqlite::ToSql]| -> Result<Option<String>, StoreError> {
-                let owner: Option<String> = tx.query_row(sql, args, |r| r.get(0)).optional()?;
-                Ok(owner.filter(|o| *o != record.reference && !in_file.contains(o.as_str())))
-            };
-        if let Some(owner) = owner_elsewhere(
-            "SELECT reference FROM accounts WHERE email = ?1",
-            &[&record.email],
-        )? {
+        let owner: Option<String> = by_email
+            .query_row([&record.email], |r| r.get(0))
+            .optional()?;
+        if let Some(owner) = owner.filter(|o| !in_file.contains(o.as_str())) {
             conflicts.push((
                 record.line,
                 format!(
@@ -291,20 +387,38 @@ fn find_conflicts(
                 ),
             ));
         }
-        for resource in &record.resources {
-            let sql =
-                "SELECT a.reference FROM account_resources r JOIN accounts a ON a.id = r.account_id
-                        WHERE r.kind = ?1 AND r.value = ?2";
-            if let Some(owner) = owner_elsewhere(sql, &[&resource.kind, &resource.value])? {
-                conflicts.push((
-                    record.line,
-                    format!(
-                        "{} {} already belongs to account {owner}",
-                        resource.kind, resource.value
-                    ),
-                ));
-            }
-        }
     }
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.reference, r.kind, r.value FROM account_resources r JOIN accounts a ON a.id = r.account_id",
+    )?;
+    let registered = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Resource {
+                    kind: resource_kind(&r.get::<_, String>(1)?),
+                    value: r.get(2)?,
+                },
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let holdings: Vec<Holding<'_>> = registered
+        .iter()
+        .filter(|(owner, _)| !in_file.contains(owner.as_str()))
+        .map(|(owner, resource)| Holding {
+            account: owner,
+            line: None,
+            resource,
+        })
+        .chain(records.iter().flat_map(|record| {
+            record.resources.iter().map(|resource| Holding {
+                account: &record.reference,
+                line: Some(record.line),
+                resource,
+            })
+        }))
+        .collect();
+    conflicts.extend(overlap::conflicts(&holdings));
+    conflicts.sort();
     Ok(conflicts)
 }

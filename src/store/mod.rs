@@ -9,6 +9,7 @@ pub mod cursors;
 mod migrations;
 pub mod outbox;
 pub mod outgoing;
+pub mod probe;
 pub mod staff;
 pub mod tickets;
 

@@ -251,31 +251,18 @@ pub fn alert_staff(
         "our mail to {} could not be delivered: {}",
         failed.recipient, failed.error
     );
-    let facts = MailFacts {
-        reason: Some(reason.clone()),
-        ..facts_about(tx, &mail, true, account, Some(ticket), out, now)?
-    };
     let at = timestamp(now);
-    // Stable per given-up mail, so a notice re-written after a crash is the same mail.
-    let key = crate::sha256_hex(format!("undeliverable {}", failed.outbox).as_bytes());
-    let answer = Answer {
-        role: Role::Support,
+    let notice = StaffNotice {
+        ticket: Some(ticket),
+        about: &mail,
+        account,
+        reason: reason.clone(),
+        // Stable per given-up mail, so a notice re-written after a crash is the same mail.
+        key: crate::sha256_hex(format!("undeliverable {}", failed.outbox).as_bytes()),
         message_id: failed.message_id.as_deref(),
-        references: &[],
-        mail: None,
-        sha256: &key,
     };
     let mut queued = 0;
-    let notices = write(
-        tx,
-        STAFF_NOTICE,
-        &Recipient::Staff,
-        &answer,
-        Some(ticket),
-        &facts,
-        out,
-        now,
-    )?;
+    let notices = notify_staff(tx, notice, out, now)?;
     for notice in notices {
         match notice {
             Ok(composed) => {
@@ -292,6 +279,58 @@ pub fn alert_staff(
         }
     }
     Ok(queued)
+}
+
+/// A `staff_notice` to every staff member that answers no message of theirs: about a
+/// ticket, or about a matter of its own (then `about` describes it and `ticket` is none).
+pub struct StaffNotice<'a> {
+    pub ticket: Option<i64>,
+    /// The mail the notice is about: its subject, sender and text are shown.
+    pub about: &'a ParsedMail,
+    pub account: Option<Account>,
+    pub reason: String,
+    /// Makes the Message-IDs stable: the same notice written again is the same mail.
+    pub key: String,
+    /// The Message-ID the notice refers to, if any.
+    pub message_id: Option<&'a str>,
+}
+
+/// Queues `notice` for every staff member; a notice that cannot be written is an `Err`.
+pub fn notify_staff(
+    tx: &Transaction<'_>,
+    notice: StaffNotice<'_>,
+    out: &Outgoing<'_>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Result<Composed, String>>, StoreError> {
+    let facts = MailFacts {
+        reason: Some(notice.reason),
+        ..facts_about(
+            tx,
+            notice.about,
+            true,
+            notice.account,
+            notice.ticket,
+            out,
+            now,
+        )?
+    };
+    let answer = Answer {
+        role: Role::Support,
+        message_id: notice.message_id,
+        references: &[],
+        mail: None,
+        sha256: &notice.key,
+    };
+    write(
+        tx,
+        STAFF_NOTICE,
+        &Recipient::Staff,
+        &answer,
+        notice.ticket,
+        &facts,
+        out,
+        now,
+    )
 }
 
 /// The message a mail answers: its threading headers, language and content hash.

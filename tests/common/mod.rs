@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+pub mod cfg;
 pub mod dovecot;
 pub mod imapdesk;
 pub mod mailgen;

@@ -1,0 +1,15 @@
+use std::process::ExitCode;
+
+use maildesk::config::Config;
+
+/// Prints the configuration in force, every default filled in (see
+/// [`Config::effective_toml`]); needs no secret and touches no database.
+pub fn print(config: &Config) -> anyhow::Result<ExitCode> {
+    let file = std::path::absolute(&config.file)?;
+    println!(
+        "# maildesk config: {}, with every default filled in",
+        file.display()
+    );
+    print!("{}", config.effective_toml()?);
+    Ok(ExitCode::SUCCESS)
+}
