@@ -4,7 +4,6 @@ mod common;
 
 use std::time::Duration;
 
-use common::cfg::Daemon;
 use common::{Desk, header, stderr, wait_for};
 
 #[test]
@@ -257,7 +256,7 @@ fn a_bad_accounts_file_never_stops_the_desk_and_is_imported_once_corrected() {
     let bad_row = "C1005,web@agency.example,Agency,en,active,true,192.0.2.0/24\n";
     std::fs::write(&csv, format!("{renamed}{bad_row}")).unwrap();
 
-    let daemon = Daemon::start(&desk);
+    let daemon = desk.spawn_daemon();
     let limit = Duration::from_secs(20);
     desk.deliver(
         "1763900000.M1P9.demo",
@@ -300,7 +299,7 @@ fn a_bad_accounts_file_never_stops_the_desk_and_is_imported_once_corrected() {
     assert!(
         err.contains(&format!(
             "the daemon (pid {}) refused the accounts_file at",
-            daemon.pid()
+            daemon.id()
         )),
         "{err}"
     );
@@ -308,7 +307,7 @@ fn a_bad_accounts_file_never_stops_the_desk_and_is_imported_once_corrected() {
     // The same refusal again, on SIGHUP: recorded, not told twice.
     let hangup = || {
         let status = std::process::Command::new("kill")
-            .args(["-HUP", &daemon.pid().to_string()])
+            .args(["-HUP", &daemon.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -344,7 +343,7 @@ fn a_bad_accounts_file_never_stops_the_desk_and_is_imported_once_corrected() {
         name_of(&desk, "C1002") == "Jane Doe-Smyth"
     });
 
-    let log = daemon.stop();
+    let log = common::terminate(daemon);
     assert!(log.contains("accounts_file refused"), "{log}");
     assert!(log.contains(&problem), "{log}");
     assert_eq!(accounts_notices(&desk).len(), 1);

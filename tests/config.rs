@@ -196,7 +196,7 @@ fn settings_that_do_not_apply_to_the_kind_are_refused_where_written() {
     let desk = Desk::demo();
     desk.edit_config(
         "kind = \"maildir\"\npath = \"maildir\"",
-        "kind = \"maildir\"\npath = \"maildir\"\nfolder = \"INBOX\"\nbatch_size = 10",
+        "kind = \"maildir\"\npath = \"maildir\"\nfolder = \"INBOX\"\nprocessed_folder = \"Done\"",
     );
     desk.edit_config("dir = \"out/mail\"", "dir = \"out/mail\"\nport = 25");
     let text = config_text(&desk);
@@ -211,8 +211,8 @@ fn settings_that_do_not_apply_to_the_kind_are_refused_where_written() {
                 "`folder` only applies to kind = \"imap\"\n  hint: remove it, or set kind = \"imap\"",
             ),
             (
-                "batch_size =",
-                "`batch_size` only applies to kind = \"imap\"",
+                "processed_folder =",
+                "`processed_folder` only applies to kind = \"imap\"",
             ),
             (
                 "port = 25",

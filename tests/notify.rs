@@ -5,22 +5,10 @@
 mod common;
 
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Desk, terminate};
-
-/// Kills the daemon if the test fails before stopping it.
-struct Daemon(Option<Child>);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use common::{Daemon, Desk, terminate};
 
 /// What systemd would have been told: one entry per `KEY=VALUE` line, in order.
 struct Notifications {
@@ -55,7 +43,7 @@ fn daemon_tells_systemd_it_is_ready_alive_and_stopping() {
         socket: UnixDatagram::bind(&path).expect("bind the notify socket"),
         seen: Vec::new(),
     };
-    let mut daemon = Daemon(Some(
+    let daemon = Daemon::spawn(
         Command::new(env!("CARGO_BIN_EXE_maildesk"))
             .arg("--config")
             .arg(desk.config())
@@ -63,12 +51,8 @@ fn daemon_tells_systemd_it_is_ready_alive_and_stopping() {
             .env("NOTIFY_SOCKET", &path)
             // 0.4 s: a ping every 0.2 s.
             .env("WATCHDOG_USEC", "400000")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the daemon"),
-    ));
+            .env("RUST_LOG", "info"),
+    );
 
     notes.wait_for("READY=1", 1);
     notes.wait_for("WATCHDOG=1", 3);
@@ -78,7 +62,7 @@ fn daemon_tells_systemd_it_is_ready_alive_and_stopping() {
         notes.seen
     );
 
-    let log = terminate(daemon.0.take().expect("running"));
+    let log = terminate(daemon);
     notes.wait_for("STOPPING=1", 1);
     assert_eq!(
         notes.seen.iter().filter(|l| *l == "READY=1").count(),

@@ -29,9 +29,6 @@ const IMAP_ONLY: &[&str] = &[
     "folder",
     "after",
     "processed_folder",
-    "initial_sync",
-    "max_message_bytes",
-    "batch_size",
 ];
 /// `[outgoing]` keys that only the SMTP transport reads.
 const SMTP_ONLY: &[&str] = &[

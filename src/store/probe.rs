@@ -159,11 +159,10 @@ mod tests {
         let path = dir.path().join("desk.db");
         std::fs::create_dir(&path).unwrap();
         let error = probe(&path).unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .ends_with("is not writable: Is a directory (os error 21)"),
-            "{error}"
+        let expected = format!(
+            "database {0} is not writable: {0}: Is a directory (os error 21)",
+            path.display()
         );
+        assert_eq!(error.to_string(), expected);
     }
 }

@@ -1,38 +1,11 @@
-//! Helpers of the config and accounts-file tests: a daemon that is killed if the test
-//! fails, and commands run as an unprivileged user (as a packaged daemon runs).
+//! Helpers of the config and accounts-file tests: commands run as an unprivileged user
+//! (as a packaged daemon runs).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 
-use super::{Desk, terminate};
-
-/// `maildesk run`, killed and reaped on drop unless stopped with [`Daemon::stop`].
-pub struct Daemon(Option<Child>);
-
-impl Daemon {
-    pub fn start(desk: &Desk) -> Daemon {
-        Daemon(Some(desk.spawn_daemon()))
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.0.as_ref().map_or(0, Child::id)
-    }
-
-    /// SIGTERM, a clean exit required; returns the log.
-    pub fn stop(mut self) -> String {
-        terminate(self.0.take().expect("running"))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use super::Desk;
 
 /// Whether this process runs as root (tests then drop to `nobody` to see what a
 /// service user sees: root can write whatever the permission bits say).

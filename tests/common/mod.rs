@@ -24,23 +24,24 @@ pub struct Desk {
 impl Desk {
     /// A copy of `examples/` with `templates/` and `rules/` beside it, as in the repository.
     pub fn demo() -> Desk {
+        Desk::demo_from(Path::new(REPO))
+    }
+
+    /// [`Desk::demo`] from the checkout at `root`.
+    pub fn demo_from(root: &Path) -> Desk {
         let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(
-            &Path::new(REPO).join("examples"),
-            &dir.path().join("examples"),
-        );
-        copy_dir(
-            &Path::new(REPO).join("templates"),
-            &dir.path().join("templates"),
-        );
-        copy_dir(&Path::new(REPO).join("rules"), &dir.path().join("rules"));
+        for sub in ["examples", "templates", "rules"] {
+            copy_dir(&root.join(sub), &dir.path().join(sub));
+        }
         let desk = Desk { dir };
         desk.reset_demo_state();
         desk
     }
 
-    /// Undoes a local demo run the copy may carry (the README's first command runs in the
-    /// checkout): mails back to new/, no database, no output.
+    /// Creates the Maildir's empty cur/ and tmp/ (git keeps no empty directory), and
+    /// undoes a run of the daemon on `examples/demo.toml` in place that a developer's
+    /// checkout may carry (`scripts/demo` never writes there): mails back to new/, no
+    /// database, no output.
     fn reset_demo_state(&self) {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(self.examples().join(format!("demo.db{suffix}")));
