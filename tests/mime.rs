@@ -246,7 +246,7 @@ fn template_of(read: &Read) -> String {
 /// Adds an abuse mailbox (a Maildir) to the desk and returns its `new/`.
 fn add_abuse_mailbox(desk: &Desk) -> std::path::PathBuf {
     desk.append_config(
-        "[[mailbox]]\nname = \"abuse\"\nrole = \"abuse\"\nkind = \"maildir\"\npath = \"abuse-maildir\"",
+        "[[mailbox]]\nname = \"abuse\"\nrole = \"abuse\"\nkind = \"maildir\"\npath = \"abuse-maildir\"\ninitial_sync = \"process\"",
     );
     let new = desk.examples().join("abuse-maildir/new");
     std::fs::create_dir_all(&new).expect("abuse maildir");

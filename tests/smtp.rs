@@ -48,7 +48,9 @@ fn mail_waits_while_the_server_is_down_and_goes_out_once_it_is_back() {
     let desk = Desk::demo();
     let port = free_port();
     desk.use_smtp(port);
-    let summary = desk.ok(&["run", "--once"]);
+    let out = desk.maildesk(&["run", "--once"]);
+    assert_eq!(out.status.code(), Some(3), "mail deferred: exit 3");
+    let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("sent 0 mail(s), 5 deferred"), "{summary}");
     let (attempts, error): (i64, String) = desk
         .db()

@@ -52,6 +52,11 @@ impl Store {
         // memory as the database grows with raw mail.
         conn.pragma_update(None, "cache_size", -16 * 1024)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Every transaction takes the write lock when it begins, and so waits its turn
+        // behind another process's writer (busy timeout). A deferred one that reads first
+        // and writes later cannot wait: in WAL mode its upgrade fails at once with "database
+        // is locked" if anyone committed meanwhile (`accounts import` beside the daemon).
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         // Every statement of the ingestion path stays prepared.
         conn.set_prepared_statement_cache_capacity(64);
         // ...and keeps its plan: without the query planner stability guarantee, SQLite
