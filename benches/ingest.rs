@@ -20,6 +20,8 @@ mod dovecot;
 #[path = "../tests/common/mailgen.rs"]
 #[allow(dead_code)]
 mod mailgen;
+#[path = "shared/rss.rs"]
+mod rss;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -126,7 +128,7 @@ per_address = 1000000
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
-        if let Some(kb) = high_water_mark_kb(&status_file) {
+        if let Some(kb) = rss::high_water_mark_kb(&status_file) {
             peak_kb = peak_kb.max(kb);
         }
         polls += 1;
@@ -252,13 +254,6 @@ fn stored(db: &Path) -> usize {
         |r| r.get::<_, i64>(0),
     )
     .map_or(0, |n| n as usize)
-}
-
-/// VmHWM (peak resident set) of a running process, in KB.
-fn high_water_mark_kb(status_file: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(status_file).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// How a baseline acknowledges each batch after fetching it.
