@@ -45,15 +45,7 @@ fn read_only_commands_need_no_secret_but_check_and_run_refuse_without_it() {
         "{path}:{}:16: error: environment variable MAILDESK_TEST_UNSET_PASSWORD is not set\n  hint: set it in the daemon's environment (e.g. systemd EnvironmentFile=)",
         line_of(&text, "MAILDESK_TEST_UNSET_PASSWORD")
     );
-    for args in [&["check"][..], &["run", "--once"]] {
-        let out = desk.maildesk(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains(&expected),
-            "{args:?}: {}",
-            stderr(&out)
-        );
-    }
+    check_and_run_refuse(&desk, &expected);
     assert_eq!(
         desk.files_in("cur"),
         Vec::<String>::new(),
@@ -75,15 +67,7 @@ fn read_only_commands_need_no_secret_but_check_and_run_refuse_without_it() {
         line_of(&text, "imap.pass"),
         desk.examples().join("imap.pass").display()
     );
-    for args in [&["check"][..], &["run", "--once"]] {
-        let out = desk.maildesk(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains(&expected),
-            "{args:?}: {}",
-            stderr(&out)
-        );
-    }
+    check_and_run_refuse(&desk, &expected);
     assert_eq!(
         desk.files_in("cur"),
         Vec::<String>::new(),
@@ -156,15 +140,7 @@ fn check_and_run_refuse_a_database_that_is_a_directory_or_from_a_newer_maildesk(
         "{at} {0} is not writable: {0}: Is a directory (os error 21)\n  hint: run maildesk as the user that owns the database",
         database.display()
     );
-    for args in [&["check"][..], &["run", "--once"]] {
-        let out = desk.maildesk(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains(&expected),
-            "{args:?}: {}",
-            stderr(&out)
-        );
-    }
+    check_and_run_refuse(&desk, &expected);
     std::fs::remove_dir(&database).unwrap();
 
     rusqlite::Connection::open(&database)
@@ -172,18 +148,11 @@ fn check_and_run_refuse_a_database_that_is_a_directory_or_from_a_newer_maildesk(
         .execute_batch("PRAGMA user_version = 99;")
         .unwrap();
     let expected = format!(
-        "{at} {} has schema version 99, newer than this maildesk understands (5)\n  hint: run the newer maildesk that wrote it, or restore a backup made by this version",
-        database.display()
+        "{at} {} has schema version 99, newer than this maildesk understands ({})\n  hint: run the newer maildesk that wrote it, or restore a backup made by this version",
+        database.display(),
+        maildesk::store::LATEST_VERSION
     );
-    for args in [&["check"][..], &["run", "--once"]] {
-        let out = desk.maildesk(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains(&expected),
-            "{args:?}: {}",
-            stderr(&out)
-        );
-    }
+    check_and_run_refuse(&desk, &expected);
     assert_eq!(
         desk.files_in("cur"),
         Vec::<String>::new(),
@@ -545,4 +514,17 @@ fn password_comes_from_a_file_or_the_environment() {
     );
     std::fs::write(desk.examples().join("smtp.pass"), "s3cret\n").unwrap();
     assert!(maildesk_with(&config, &["check"]).status.success());
+}
+
+/// `check` and `run --once` both stop on the configuration (exit 2) and say `expected`.
+fn check_and_run_refuse(desk: &Desk, expected: &str) {
+    for args in [&["check"][..], &["run", "--once"]] {
+        let out = desk.maildesk(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
 }
