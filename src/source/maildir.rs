@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{SourceMessage, Totals};
 use crate::config::{self, InitialSync, Role};
+use crate::daemon::health::MailboxState;
+use crate::metrics::{self, DeskState, Stored};
 use crate::pipeline::{Outcome, Pipeline, Prepared};
 use crate::store::StoreError;
 use crate::store::cursors::Cursor;
@@ -58,12 +60,28 @@ impl Maildir {
 
     /// Stores every waiting message, a batch per transaction, and moves each to `cur/`
     /// after its commit. Stops between batches once `stop` is cancelled. Returns the
-    /// totals and how many outgoing mails were queued.
+    /// totals and how many outgoing mails were queued; `status` learns whether the
+    /// round went without error (else the mailbox is in `error`, with the last one).
     pub fn ingest_waiting(
         &self,
         pipeline: &mut Pipeline,
         stop: &CancellationToken,
+        status: &DeskState,
     ) -> (Totals, usize) {
+        let result = self.round(pipeline, stop);
+        let (totals, _) = result;
+        match totals.failed {
+            0 => status.mailbox_synced(&self.name, MailboxState::Ok),
+            n => {
+                metrics::messages(&self.name, Stored::Failed, n);
+                let error = format!("{n} message(s) could not be stored; see the log");
+                status.mailbox_failed(&self.name, MailboxState::Error, &error);
+            }
+        }
+        result
+    }
+
+    fn round(&self, pipeline: &mut Pipeline, stop: &CancellationToken) -> (Totals, usize) {
         let mut totals = Totals::default();
         let mut queued = 0;
         let files = match self.waiting() {
@@ -120,6 +138,7 @@ impl Maildir {
         totals: &mut Totals,
     ) -> usize {
         let reader = pipeline.reader();
+        let reading = std::time::Instant::now();
         let mut files = Vec::with_capacity(chunk.len());
         let mut prepared = Vec::with_capacity(chunk.len());
         for file in chunk {
@@ -135,11 +154,14 @@ impl Maildir {
             }
         }
         match pipeline.ingest_batch(&prepared, None, Utc::now()) {
-            Ok(outcomes) => files
-                .iter()
-                .zip(outcomes)
-                .map(|(file, outcome)| self.settle(file, outcome, totals))
-                .sum(),
+            Ok(outcomes) => {
+                metrics::ingested(&self.name, reading.elapsed(), outcomes.len());
+                files
+                    .iter()
+                    .zip(outcomes)
+                    .map(|(file, outcome)| self.settle(file, outcome, totals))
+                    .sum()
+            }
             Err(error) if prepared.len() > 1 => {
                 tracing::warn!(mailbox = %self.name, %error, messages = prepared.len(), "batch refused; storing its messages one by one");
                 files
