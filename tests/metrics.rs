@@ -274,3 +274,69 @@ fn a_taken_address_stops_the_start() {
     );
     assert_eq!(desk.stored(), 0, "no mail was read");
 }
+
+/// A refused reload is counted and reported without making the daemon unhealthy; a
+/// Maildir that cannot be read is down, with its error, until it can.
+#[test]
+fn refused_reloads_and_an_unreadable_maildir_are_reported() {
+    let desk = Desk::demo();
+    desk.edit_config("poll_interval_secs = 30", "poll_interval_secs = 1");
+    let port = listen(&desk);
+    let _daemon = desk.spawn_daemon();
+    wait_for("the demo's mails", Duration::from_secs(20), || {
+        desk.stored() == 7
+    });
+    let policy = [("files", "policy")];
+    let failures = "maildesk_reload_failures_total";
+    assert_eq!(value(&scrape::metrics(port), failures, &policy), None);
+
+    std::fs::write(
+        desk.dir.path().join("rules/15-local.toml"),
+        "[[rule]]\nname = \"broken\"\nwhen.subject = '(unclosed'\nthen.priority = \"high\"\n",
+    )
+    .unwrap();
+    wait_for("the refusal to be counted", Duration::from_secs(20), || {
+        value(&scrape::metrics(port), failures, &policy) == Some(1.0)
+    });
+    let (code, report) = health(port);
+    assert_eq!(
+        code, 200,
+        "the rules loaded before keep serving: {report:#}"
+    );
+    let problems = report["rejected"]["problems"].to_string();
+    assert!(problems.contains("15-local.toml"), "{report:#}");
+
+    let accounts = [("files", "accounts")];
+    std::fs::write(
+        desk.examples().join("accounts.csv"),
+        "reference,email\nX1,\n",
+    )
+    .unwrap();
+    wait_for(
+        "the accounts refusal to be counted",
+        Duration::from_secs(20),
+        || value(&scrape::metrics(port), failures, &accounts) == Some(1.0),
+    );
+    let (code, report) = health(port);
+    assert_eq!(code, 200, "the registry stays as it was: {report:#}");
+    assert!(!report["accounts_rejected"].is_null(), "{report:#}");
+
+    let new = desk.maildir().join("new");
+    std::fs::rename(&new, desk.maildir().join("gone")).unwrap();
+    let labels = [("mailbox", "support")];
+    wait_for("the Maildir down", Duration::from_secs(20), || {
+        value(&scrape::metrics(port), "maildesk_mailbox_up", &labels) == Some(0.0)
+    });
+    let (_, report) = health(port);
+    let support = &report["mailboxes"]["support"];
+    assert_eq!(support["state"], "error", "{report:#}");
+    assert!(support["last_error"].as_str().is_some(), "{report:#}");
+    let failed = [("mailbox", "support"), ("result", "failed")];
+    assert!(value(&scrape::metrics(port), STORED, &failed).is_some_and(|n| n >= 1.0));
+
+    std::fs::rename(desk.maildir().join("gone"), &new).unwrap();
+    wait_for("the Maildir up again", Duration::from_secs(20), || {
+        value(&scrape::metrics(port), "maildesk_mailbox_up", &labels) == Some(1.0)
+    });
+    assert_eq!(health(port).1["mailboxes"]["support"]["state"], "ok");
+}
