@@ -10,6 +10,7 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -44,6 +45,8 @@ pub struct Maildir {
     pub initial_sync: InitialSync,
     pub max_message_bytes: u64,
     pub batch_size: usize,
+    /// The last failure of the round being read, for the health report.
+    last_error: Mutex<Option<String>>,
 }
 
 impl Maildir {
@@ -55,6 +58,7 @@ impl Maildir {
             initial_sync: mailbox.initial_sync,
             max_message_bytes: mailbox.max_message_bytes,
             batch_size: mailbox.batch_size.max(1) as usize,
+            last_error: Mutex::default(),
         }
     }
 
@@ -69,16 +73,23 @@ impl Maildir {
         status: &DeskState,
     ) -> (Totals, usize) {
         let result = self.round(pipeline, stop);
-        let (totals, _) = result;
-        match totals.failed {
-            0 => status.mailbox_synced(&self.name, MailboxState::Ok),
-            n => {
-                metrics::messages(&self.name, Stored::Failed, n);
-                let error = format!("{n} message(s) could not be stored; see the log");
+        let last_error = self.last_error.lock().ok().and_then(|mut e| e.take());
+        match last_error {
+            None => status.mailbox_synced(&self.name, MailboxState::Ok),
+            Some(error) => {
+                metrics::messages(&self.name, Stored::Failed, result.0.failed);
                 status.mailbox_failed(&self.name, MailboxState::Error, &error);
             }
         }
         result
+    }
+
+    /// Counts a failure and keeps its text for [`Maildir::ingest_waiting`].
+    fn failed(&self, totals: &mut Totals, what: &str, error: &dyn std::fmt::Display) {
+        totals.failed += 1;
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(format!("{what}: {error}"));
+        }
     }
 
     fn round(&self, pipeline: &mut Pipeline, stop: &CancellationToken) -> (Totals, usize) {
@@ -88,7 +99,7 @@ impl Maildir {
             Ok(files) => files,
             Err(error) => {
                 tracing::error!(mailbox = %self.name, path = %self.path.display(), %error, "cannot list new mail");
-                totals.failed += 1;
+                self.failed(&mut totals, "cannot list new mail", &error);
                 return (totals, queued);
             }
         };
@@ -96,7 +107,7 @@ impl Maildir {
             Ok(cursor) => cursor.is_none(),
             Err(error) => {
                 tracing::error!(mailbox = %self.name, %error, "cannot read the mailbox's state; mail left in new/");
-                totals.failed += 1;
+                self.failed(&mut totals, "cannot read the mailbox's state", &error);
                 return (totals, queued);
             }
         };
@@ -149,7 +160,7 @@ impl Maildir {
                 }
                 Err(error) => {
                     tracing::error!(mailbox = %self.name, file = %file.display(), %error, "cannot read; message left in new/");
-                    totals.failed += 1;
+                    self.failed(totals, &format!("cannot read {}", file.display()), &error);
                 }
             }
         }
@@ -199,7 +210,7 @@ impl Maildir {
     fn refused(&self, file: Option<&Path>, error: &StoreError, totals: &mut Totals) {
         let file = file.map(|f| f.display().to_string()).unwrap_or_default();
         tracing::error!(mailbox = %self.name, %file, %error, "message left in new/");
-        totals.failed += 1;
+        self.failed(totals, &format!("cannot store {file}"), error);
     }
 
     /// Counts a committed message and moves it to `cur/`; returns the mails it queued.
@@ -233,7 +244,7 @@ impl Maildir {
                 .join(format!("{}:2,", unique_name(file)));
             if let Err(error) = std::fs::rename(file, target) {
                 tracing::error!(mailbox = %self.name, file = %file.display(), %error, "cannot move existing mail aside");
-                totals.failed += 1;
+                self.failed(totals, &format!("cannot move {}", file.display()), &error);
             }
         }
         tracing::info!(mailbox = %self.name, skipped = files.len(), "existing mail left alone (moved to cur/ unread)");
@@ -242,7 +253,7 @@ impl Maildir {
     fn finish_first_contact(&self, pipeline: &mut Pipeline, totals: &mut Totals) {
         if let Err(error) = pipeline.store().reset_cursor(&self.name, KNOWN, Utc::now()) {
             tracing::error!(mailbox = %self.name, %error, "cannot record the first contact; it is repeated next round");
-            totals.failed += 1;
+            self.failed(totals, "cannot record the first contact", &error);
         }
     }
 
