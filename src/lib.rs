@@ -11,6 +11,7 @@ pub mod desk;
 pub mod diag;
 pub mod identity;
 pub mod mail;
+pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod policy;

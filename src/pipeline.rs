@@ -19,6 +19,7 @@ use crate::desk::hours::is_business_time;
 use crate::desk::thread::Threader;
 use crate::identity::{self, Sender};
 use crate::mail::{ParsedMail, normalize_address};
+use crate::metrics::{self, Stored};
 use crate::policy::{Policy, SharedPolicy};
 use crate::source::SourceMessage;
 use crate::store::apply::{self, Incoming};
@@ -176,12 +177,16 @@ impl Pipeline {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut matched = Vec::new();
         for prepared in batch {
             outcomes.push(match self.desk.ingest_one(&tx, &policy, prepared, now)? {
-                Some(handled) => Outcome::Stored {
-                    ticket: handled.ticket,
-                    queued: handled.mails.len(),
-                },
+                Some(mut handled) => {
+                    matched.append(&mut handled.decision.evaluation.matched);
+                    Outcome::Stored {
+                        ticket: handled.ticket,
+                        queued: handled.mails.len(),
+                    }
+                }
                 None => Outcome::AlreadyStored,
             });
         }
@@ -189,6 +194,17 @@ impl Pipeline {
             cursors::advance(&tx, c.mailbox, c.uidvalidity, c.last_uid, now)?;
         }
         tx.commit()?;
+        // Counted once committed: a batch rolled back is handed out again.
+        for (prepared, outcome) in batch.iter().zip(&outcomes) {
+            let result = match outcome {
+                Outcome::Stored { .. } => Stored::Stored,
+                Outcome::AlreadyStored => Stored::AlreadyStored,
+            };
+            metrics::messages(&prepared.message.mailbox, result, 1);
+        }
+        for rule in &matched {
+            metrics::rule_matched(&rule.name);
+        }
         Ok(outcomes)
     }
 

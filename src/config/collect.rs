@@ -74,6 +74,8 @@ fn value_hint(message: &str) -> &'static str {
         "write text in double quotes"
     } else if expected.starts_with("a sequence") {
         "write a list in brackets, e.g. [\"a\", \"b\"]"
+    } else if message.contains("socket address") {
+        "write an IP address and a port in double quotes, e.g. \"127.0.0.1:9464\""
     } else if message.contains("unknown variant") {
         "write one of the values listed"
     } else if message.contains("missing field") {

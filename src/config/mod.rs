@@ -346,12 +346,16 @@ pub struct Staff {
 pub struct Daemon {
     /// How often a mailbox without push is looked at.
     pub poll_interval_secs: u64,
+    /// Where `GET /metrics` and `GET /health` are served (an IP address and a port);
+    /// nothing is served without it.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for Daemon {
     fn default() -> Self {
         Self {
             poll_interval_secs: 60,
+            listen: None,
         }
     }
 }

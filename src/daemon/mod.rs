@@ -3,6 +3,8 @@
 //! before exiting (a batch commits and is acknowledged), so a stop never leaves a message
 //! half-handled.
 
+pub mod health;
+pub mod http;
 pub mod lock;
 pub mod notify;
 pub mod reload;
@@ -18,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SourceKind};
 use crate::diag::Diagnostics;
+use crate::metrics::DeskState;
 use crate::outbox::{self, Transport, TransportError};
 use crate::pipeline::Pipeline;
 use crate::policy::SharedPolicy;
@@ -25,6 +28,7 @@ use crate::source;
 use crate::source::imap::{self, ImapError, ImapMailbox, Watch};
 use crate::source::maildir::Maildir;
 use crate::store::{Store, StoreError};
+use health::Health;
 use lock::{DatabaseLock, LockError};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,10 @@ pub enum DaemonError {
     Lock(#[from] LockError),
     #[error("cannot listen for signals: {0}")]
     Signal(std::io::Error),
+    #[error(transparent)]
+    Listen(#[from] http::ListenError),
+    #[error("cannot set up the metrics: {0}")]
+    Metrics(#[from] metrics_exporter_prometheus::BuildError),
 }
 
 /// Totals over a run, printed by `run --once`.
@@ -105,46 +113,37 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
         return Err(DaemonError::Policy(Diagnostics(problems)));
     };
     let started_at = Utc::now();
-    let mut health = reload::Health {
-        pid: std::process::id(),
-        started_at,
-        policy_loaded_at: started_at,
-        rules: policy.rules.rules.len(),
-        rejected: None,
-        accounts_rejected: None,
-    };
+    let status = DeskState::new(Health::new(started_at, policy.rules.rules.len()));
+    let shutdown = CancellationToken::new();
+    // Before anything is counted, and before any mail is read: a taken address stops
+    // the start.
+    if let (false, Some(addr)) = (once, config.daemon.listen) {
+        let prometheus = crate::metrics::install()?;
+        http::serve(addr, prometheus, status.clone(), shutdown.clone()).await?;
+    }
     let policy = SharedPolicy::new(policy);
     let db = config.database.get_ref();
     let mut outbox_store = Store::open(db)?;
     outbox_store.sync_staff(&config.staff)?;
-    // A bad accounts file is refused without stopping the desks (see reload.rs).
     let outbox_wake = Arc::new(Notify::new());
-    let mut accounts = match &config.accounts_file {
-        Some(file) => Some(reload::AccountsFile {
-            path: file.get_ref().clone(),
-            pipeline: Pipeline::new(config, Store::open(db)?, policy.clone())?,
-            outbox: outbox_wake.clone(),
-        }),
-        None => None,
-    };
-    health.accounts_rejected = accounts.as_mut().and_then(|a| a.import(started_at));
+    let accounts = import_accounts(config, &policy, &outbox_wake, &status)?;
     // The outbox's own connection, with the desk's templates for alerts to staff.
     let mut outbox = Outbox {
         pipeline: Pipeline::new(config, outbox_store, policy.clone())?,
         transport: Transport::from_config(&config.outgoing)?,
         max_age: chrono::Duration::hours(i64::from(config.outgoing.max_age_hours)),
     };
-    let shutdown = CancellationToken::new();
     listen_for_signals(shutdown.clone())?;
     if !once {
         let reloader = reload::Reloader {
             files,
             policy: policy.clone(),
             accounts,
-            health_file: config.health_file(),
-            health,
+            status: status.clone(),
         };
         tokio::spawn(reloader.run(shutdown.clone()));
+        let (status, file) = (status.clone(), config.health_file());
+        tokio::spawn(health::keep_file(status, file, shutdown.clone()));
         tokio::spawn(notify::watchdog(shutdown.clone()));
     }
     let watch = Watch {
@@ -152,6 +151,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
         once,
         poll: Duration::from_secs(config.daemon.poll_interval_secs.max(1)),
         outbox: outbox_wake,
+        status: status.clone(),
     };
     let mut sources = spawn_sources(config, &policy, &watch)?;
     tracing::info!(mailboxes = config.mailboxes.len(), once, "maildesk started");
@@ -163,6 +163,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
         // queues some, and retries are looked for every OUTBOX_INTERVAL.
         loop {
             totals.add(outbox.deliver(&shutdown).await?);
+            outbox.report(&status);
             tokio::select! {
                 _ = watch.outbox.notified() => {}
                 _ = tokio::time::sleep(OUTBOX_INTERVAL) => {}
@@ -182,6 +183,31 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
     }
 }
 
+/// The accounts_file, imported now. A bad one is refused without stopping the desks
+/// (see reload.rs): the health report says so.
+fn import_accounts(
+    config: &Config,
+    policy: &SharedPolicy,
+    outbox: &Arc<Notify>,
+    status: &DeskState,
+) -> Result<Option<reload::AccountsFile>, DaemonError> {
+    let Some(file) = &config.accounts_file else {
+        return Ok(None);
+    };
+    let store = Store::open(config.database.get_ref())?;
+    let mut accounts = reload::AccountsFile {
+        path: file.get_ref().clone(),
+        pipeline: Pipeline::new(config, store, policy.clone())?,
+        outbox: outbox.clone(),
+    };
+    let rejected = accounts.import(Utc::now());
+    status.update(|h| {
+        h.accounts_rejected = rejected;
+        true
+    });
+    Ok(Some(accounts))
+}
+
 /// One task per IMAP mailbox, one for all the Maildirs; each with its own connection.
 fn spawn_sources(
     config: &Config,
@@ -193,6 +219,7 @@ fn spawn_sources(
     let mut maildirs = Vec::new();
     for mailbox in &config.mailboxes {
         let name = mailbox.name.get_ref().clone();
+        watch.status.add_mailbox(&name, mailbox.kind, Utc::now());
         if let (SourceKind::Maildir, Some(path)) = (mailbox.kind, &mailbox.path) {
             maildirs.push(Maildir::from_config(mailbox, path.get_ref().clone()));
             continue;
@@ -291,6 +318,15 @@ impl Outbox {
             }
         }
     }
+
+    /// Refreshes the outbox's gauges and health: after every round, so at least every
+    /// [`OUTBOX_INTERVAL`]; one query, whatever the number of mails.
+    fn report(&mut self, status: &DeskState) {
+        match crate::store::outbox::summary(&self.pipeline.store().conn) {
+            Ok(summary) => status.outbox(&summary),
+            Err(error) => tracing::warn!(%error, "cannot read the outbox's state"),
+        }
+    }
 }
 
 /// The first SIGTERM or SIGINT asks for a stop; a second one ends the process at once
@@ -326,11 +362,12 @@ async fn watch_maildirs(
     loop {
         // SQLite and Maildir calls block: run the round on the blocking pool.
         let (maildirs_, stop) = (Arc::clone(&maildirs), watch.shutdown.clone());
+        let status = watch.status.clone();
         let (returned, round, queued) = tokio::task::spawn_blocking(move || {
             let mut round = RunTotals::default();
             let mut queued = 0;
             for maildir in maildirs_.iter() {
-                let (t, q) = maildir.ingest_waiting(&mut pipeline, &stop);
+                let (t, q) = maildir.ingest_waiting(&mut pipeline, &stop, &status);
                 round.add(RunTotals::from(t));
                 queued += q;
             }

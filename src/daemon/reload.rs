@@ -1,67 +1,30 @@
 //! Hot reload of rules and templates, and of the accounts_file: on SIGHUP, and when a
 //! file changes (checked every [`WATCH_INTERVAL`]). A set of rules and templates with any
 //! error is refused, and so is an accounts file with any bad row: what was in force
-//! keeps serving, every problem is logged and written to the health file, where
-//! `maildesk check` shows it. A bad billing export never stops the desks.
+//! keeps serving, every problem is logged and reported in the health file
+//! ([`super::health`]), where `maildesk check` shows it. A bad billing export never
+//! stops the desks.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::diag::Diagnostic;
 use crate::identity::import::{ImportFileError, import_file};
+use crate::metrics::{self, DeskState};
 use crate::pipeline::Pipeline;
 use crate::policy::{PolicyFiles, SharedPolicy};
 use crate::store::accounts::{record_import, record_refusal};
 
+pub use super::health::{Health, Rejected};
+
 /// How often the directories are looked at for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
-
-/// What the running daemon reports about itself; rewritten at each (attempted) reload.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Health {
-    pub pid: u32,
-    pub started_at: DateTime<Utc>,
-    /// When the rules and templates in force were loaded.
-    pub policy_loaded_at: DateTime<Utc>,
-    pub rules: usize,
-    /// Set while the files on disk are broken and the older set keeps serving.
-    pub rejected: Option<Rejected>,
-    /// Set while the accounts_file on disk is refused and the registry stays as it was.
-    #[serde(default)]
-    pub accounts_rejected: Option<Rejected>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Rejected {
-    pub at: DateTime<Utc>,
-    pub problems: Vec<String>,
-}
-
-impl Health {
-    pub fn read(path: &Path) -> Option<Health> {
-        let text = std::fs::read_to_string(path).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    /// Written to a temporary file and renamed, so a reader never sees half a report.
-    fn write(&self, path: &Path) {
-        let tmp = path.with_extension("json.tmp");
-        let result = serde_json::to_vec_pretty(self)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(error) = result {
-            tracing::warn!(file = %path.display(), %error, "cannot write the health file");
-        }
-    }
-}
 
 /// The accounts_file (e.g. a billing export), imported at start and on every change.
 pub struct AccountsFile {
@@ -98,6 +61,7 @@ impl AccountsFile {
             tracing::error!(%problem, "accounts_file refused");
         }
         tracing::error!(%file, "the accounts_file was not imported: the registry stays as it was");
+        metrics::reload_failed("accounts");
         let text = problems.join("\n");
         let path = &self.path;
         match self
@@ -130,14 +94,12 @@ pub struct Reloader {
     pub files: PolicyFiles,
     pub policy: SharedPolicy,
     pub accounts: Option<AccountsFile>,
-    pub health_file: PathBuf,
-    pub health: Health,
+    pub status: DeskState,
 }
 
 impl Reloader {
     /// Reloads on SIGHUP or on a change until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        self.health.write(&self.health_file);
         let mut hangup = match signal(SignalKind::hangup()) {
             Ok(hangup) => Some(hangup),
             Err(error) => {
@@ -154,11 +116,7 @@ impl Reloader {
                 }
             };
             tokio::select! {
-                _ = shutdown.cancelled() => {
-                    // The report describes a running daemon; a stopped one leaves none.
-                    let _ = std::fs::remove_file(&self.health_file);
-                    return;
-                }
+                _ = shutdown.cancelled() => return,
                 _ = hup => {
                     tracing::info!("SIGHUP: reloading rules and templates, and the accounts file");
                     seen = self.fingerprints();
@@ -178,7 +136,6 @@ impl Reloader {
                     seen = now;
                 }
             }
-            self.health.write(&self.health_file);
         }
     }
 
@@ -191,7 +148,11 @@ impl Reloader {
 
     fn reload_accounts(&mut self) {
         if let Some(accounts) = &mut self.accounts {
-            self.health.accounts_rejected = accounts.import(Utc::now());
+            let rejected = accounts.import(Utc::now());
+            self.status.update(|h| {
+                h.accounts_rejected = rejected;
+                true
+            });
         }
     }
 
@@ -205,25 +166,34 @@ impl Reloader {
                 tracing::warn!(problem = %problem, "rules");
             }
         }
+        let now = Utc::now();
         match policy {
             Some(policy) => {
-                self.health.rules = policy.rules.rules.len();
-                self.health.policy_loaded_at = Utc::now();
-                self.health.rejected = None;
+                let rules = policy.rules.rules.len();
                 self.policy.replace(policy);
-                tracing::info!(rules = self.health.rules, "rules and templates reloaded");
+                self.status.update(|h| {
+                    h.rules = rules;
+                    h.policy_loaded_at = now;
+                    h.rejected = None;
+                    true
+                });
+                tracing::info!(rules, "rules and templates reloaded");
             }
             None => {
-                self.health.rejected = Some(Rejected {
-                    at: Utc::now(),
-                    problems: problems
-                        .iter()
-                        .filter(|d| d.is_error())
-                        .map(Diagnostic::to_string)
-                        .collect(),
+                metrics::reload_failed("policy");
+                let problems = problems
+                    .iter()
+                    .filter(|d| d.is_error())
+                    .map(Diagnostic::to_string)
+                    .collect();
+                let mut loaded_at = now;
+                self.status.update(|h| {
+                    h.rejected = Some(Rejected { at: now, problems });
+                    loaded_at = h.policy_loaded_at;
+                    true
                 });
                 tracing::error!(
-                    loaded_at = %self.health.policy_loaded_at,
+                    %loaded_at,
                     "the files have errors: still serving the rules and templates loaded before"
                 );
             }

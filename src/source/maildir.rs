@@ -10,6 +10,7 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -17,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{SourceMessage, Totals};
 use crate::config::{self, InitialSync, Role};
+use crate::daemon::health::MailboxState;
+use crate::metrics::{self, DeskState, Stored};
 use crate::pipeline::{Outcome, Pipeline, Prepared};
 use crate::store::StoreError;
 use crate::store::cursors::Cursor;
@@ -42,6 +45,8 @@ pub struct Maildir {
     pub initial_sync: InitialSync,
     pub max_message_bytes: u64,
     pub batch_size: usize,
+    /// The last failure of the round being read, for the health report.
+    last_error: Mutex<Option<String>>,
 }
 
 impl Maildir {
@@ -53,24 +58,48 @@ impl Maildir {
             initial_sync: mailbox.initial_sync,
             max_message_bytes: mailbox.max_message_bytes,
             batch_size: mailbox.batch_size.max(1) as usize,
+            last_error: Mutex::default(),
         }
     }
 
     /// Stores every waiting message, a batch per transaction, and moves each to `cur/`
     /// after its commit. Stops between batches once `stop` is cancelled. Returns the
-    /// totals and how many outgoing mails were queued.
+    /// totals and how many outgoing mails were queued; `status` learns whether the
+    /// round went without error (else the mailbox is in `error`, with the last one).
     pub fn ingest_waiting(
         &self,
         pipeline: &mut Pipeline,
         stop: &CancellationToken,
+        status: &DeskState,
     ) -> (Totals, usize) {
+        let result = self.round(pipeline, stop);
+        let last_error = self.last_error.lock().ok().and_then(|mut e| e.take());
+        match last_error {
+            None => status.mailbox_synced(&self.name, MailboxState::Ok),
+            Some(error) => {
+                metrics::messages(&self.name, Stored::Failed, result.0.failed);
+                status.mailbox_failed(&self.name, MailboxState::Error, &error);
+            }
+        }
+        result
+    }
+
+    /// Counts a failure and keeps its text for [`Maildir::ingest_waiting`].
+    fn failed(&self, totals: &mut Totals, what: &str, error: &dyn std::fmt::Display) {
+        totals.failed += 1;
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(format!("{what}: {error}"));
+        }
+    }
+
+    fn round(&self, pipeline: &mut Pipeline, stop: &CancellationToken) -> (Totals, usize) {
         let mut totals = Totals::default();
         let mut queued = 0;
         let files = match self.waiting() {
             Ok(files) => files,
             Err(error) => {
                 tracing::error!(mailbox = %self.name, path = %self.path.display(), %error, "cannot list new mail");
-                totals.failed += 1;
+                self.failed(&mut totals, "cannot list new mail", &error);
                 return (totals, queued);
             }
         };
@@ -78,7 +107,7 @@ impl Maildir {
             Ok(cursor) => cursor.is_none(),
             Err(error) => {
                 tracing::error!(mailbox = %self.name, %error, "cannot read the mailbox's state; mail left in new/");
-                totals.failed += 1;
+                self.failed(&mut totals, "cannot read the mailbox's state", &error);
                 return (totals, queued);
             }
         };
@@ -120,6 +149,7 @@ impl Maildir {
         totals: &mut Totals,
     ) -> usize {
         let reader = pipeline.reader();
+        let reading = std::time::Instant::now();
         let mut files = Vec::with_capacity(chunk.len());
         let mut prepared = Vec::with_capacity(chunk.len());
         for file in chunk {
@@ -130,16 +160,19 @@ impl Maildir {
                 }
                 Err(error) => {
                     tracing::error!(mailbox = %self.name, file = %file.display(), %error, "cannot read; message left in new/");
-                    totals.failed += 1;
+                    self.failed(totals, &format!("cannot read {}", file.display()), &error);
                 }
             }
         }
         match pipeline.ingest_batch(&prepared, None, Utc::now()) {
-            Ok(outcomes) => files
-                .iter()
-                .zip(outcomes)
-                .map(|(file, outcome)| self.settle(file, outcome, totals))
-                .sum(),
+            Ok(outcomes) => {
+                metrics::ingested(&self.name, reading.elapsed(), outcomes.len());
+                files
+                    .iter()
+                    .zip(outcomes)
+                    .map(|(file, outcome)| self.settle(file, outcome, totals))
+                    .sum()
+            }
             Err(error) if prepared.len() > 1 => {
                 tracing::warn!(mailbox = %self.name, %error, messages = prepared.len(), "batch refused; storing its messages one by one");
                 files
@@ -177,7 +210,7 @@ impl Maildir {
     fn refused(&self, file: Option<&Path>, error: &StoreError, totals: &mut Totals) {
         let file = file.map(|f| f.display().to_string()).unwrap_or_default();
         tracing::error!(mailbox = %self.name, %file, %error, "message left in new/");
-        totals.failed += 1;
+        self.failed(totals, &format!("cannot store {file}"), error);
     }
 
     /// Counts a committed message and moves it to `cur/`; returns the mails it queued.
@@ -211,7 +244,7 @@ impl Maildir {
                 .join(format!("{}:2,", unique_name(file)));
             if let Err(error) = std::fs::rename(file, target) {
                 tracing::error!(mailbox = %self.name, file = %file.display(), %error, "cannot move existing mail aside");
-                totals.failed += 1;
+                self.failed(totals, &format!("cannot move {}", file.display()), &error);
             }
         }
         tracing::info!(mailbox = %self.name, skipped = files.len(), "existing mail left alone (moved to cur/ unread)");
@@ -220,7 +253,7 @@ impl Maildir {
     fn finish_first_contact(&self, pipeline: &mut Pipeline, totals: &mut Totals) {
         if let Err(error) = pipeline.store().reset_cursor(&self.name, KNOWN, Utc::now()) {
             tracing::error!(mailbox = %self.name, %error, "cannot record the first contact; it is repeated next round");
-            totals.failed += 1;
+            self.failed(totals, "cannot record the first contact", &error);
         }
     }
 

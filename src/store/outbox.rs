@@ -141,3 +141,34 @@ pub fn recent_automatic(
     };
     Ok((to_address, on_ticket))
 }
+
+/// The outbox at a glance, for the metrics and the health report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Rows by status, every status present.
+    pub by_status: Vec<(String, u64)>,
+    /// When the earliest pending mail is (or became) due. A pending mail stays due until
+    /// it is tried, so the wait of the oldest due mail at any later moment follows from
+    /// this one time, without asking again until the table changes.
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+pub fn summary(conn: &Connection) -> Result<Summary, StoreError> {
+    let by_status = conn
+        .prepare_cached("SELECT status, count(*) FROM outbox GROUP BY status ORDER BY status")?
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.unsigned_abs())))?
+        .collect::<Result<_, _>>()?;
+    let next_due: Option<String> = conn
+        .prepare_cached("SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'")?
+        .query_row([], |r| r.get(0))?;
+    let next_due = next_due
+        .map(|at| at.parse::<DateTime<Utc>>())
+        .transpose()
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+    Ok(Summary {
+        by_status,
+        next_due,
+    })
+}

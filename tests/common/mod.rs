@@ -13,6 +13,7 @@ pub mod cfg;
 pub mod dovecot;
 pub mod imapdesk;
 pub mod mailgen;
+pub mod scrape;
 pub mod smtp;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");

@@ -26,6 +26,8 @@ pub use connect::{Endpoint, Session, connect};
 
 use super::{SourceMessage, Totals};
 use crate::config::{self, AfterProcessing, InitialSync, Role, Security};
+use crate::daemon::health::MailboxState;
+use crate::metrics::{self, DeskState, Stored};
 use crate::pipeline::{CursorAdvance, Outcome, Pipeline, Prepared, Reader};
 use crate::store::StoreError;
 use crate::store::cursors::Cursor;
@@ -117,6 +119,8 @@ pub struct Watch {
     pub poll: Duration,
     /// Woken when a commit queued outgoing mail.
     pub outbox: Arc<Notify>,
+    /// Where each mailbox reports its state (connection, last sync, last error).
+    pub status: DeskState,
 }
 
 /// IDLE is re-issued well before the 29 minutes after which servers may drop it (RFC 2177).
@@ -151,6 +155,10 @@ pub async fn watch(
             Err(error) => {
                 failures += 1;
                 let retry_in = super::backoff::delay(failures);
+                let text = error.to_string();
+                watch
+                    .status
+                    .mailbox_failed(&mailbox.name, MailboxState::Reconnecting, &text);
                 tracing::warn!(mailbox = %mailbox.name, %error, failures, ?retry_in, "IMAP session failed; reconnecting");
                 tokio::select! {
                     _ = tokio::time::sleep(retry_in) => {}
@@ -193,6 +201,9 @@ async fn session(
         .ok_or_else(|| ImapError::Protocol(format!("{} has no UIDVALIDITY", mailbox.folder)))?;
     let uid_next = selected.uid_next.unwrap_or(1);
     let mut cursor = establish_cursor(mailbox, pipeline, uidvalidity, uid_next).await?;
+    watch
+        .status
+        .mailbox_state(&mailbox.name, MailboxState::Connected);
     tracing::info!(mailbox = %mailbox.name, uidvalidity, last_uid = cursor.last_uid, idle = server.idle, "watching mailbox");
     loop {
         catch_up(
@@ -205,6 +216,9 @@ async fn session(
             totals,
         )
         .await?;
+        watch
+            .status
+            .mailbox_synced(&mailbox.name, MailboxState::Idle);
         if watch.once || watch.shutdown.is_cancelled() {
             break;
         }
@@ -286,18 +300,22 @@ async fn catch_up(
     if new.is_empty() {
         return Ok(());
     }
+    watch
+        .status
+        .mailbox_state(&mailbox.name, MailboxState::Syncing);
     let reader = blocking(pipeline, |p| Ok(p.reader())).await?;
     let started = Instant::now();
     let mut reported = Instant::now();
     let mut done = 0;
     let mut committing: Option<Batch> = None;
     for chunk in batches(&new, mailbox.batch_size, mailbox.max_message_bytes) {
+        let fetching = Instant::now();
         let fetched = match fetch(session, mailbox, chunk, cursor).await {
             Ok(fetched) => fetched,
             Err(error) => return Err(abandon(committing, error).await),
         };
         let last_uid = chunk.last().map_or(cursor.last_uid, |(uid, _)| *uid);
-        let reading = read(&reader, fetched, last_uid);
+        let reading = read(&reader, fetched, last_uid, fetching);
         // Batch N+1 starts committing before batch N is acknowledged on the server: the
         // two overlap, and N is acknowledged only after its own commit. N+1 commits only
         // after N did: the cursor must never pass uncommitted messages.
@@ -365,10 +383,17 @@ fn batches(listed: &[(u32, u64)], max_count: usize, max_message_bytes: u64) -> V
 struct Reading {
     uids: Vec<u32>,
     last_uid: u32,
+    /// When its fetch began: the start of its messages' ingest latency.
+    fetching: Instant,
     prepared: tokio::task::JoinHandle<Vec<Prepared>>,
 }
 
-fn read(reader: &Reader, fetched: Vec<(u32, SourceMessage)>, last_uid: u32) -> Reading {
+fn read(
+    reader: &Reader,
+    fetched: Vec<(u32, SourceMessage)>,
+    last_uid: u32,
+    fetching: Instant,
+) -> Reading {
     let (uids, messages): (Vec<u32>, Vec<SourceMessage>) = fetched.into_iter().unzip();
     let reader = reader.clone();
     let prepared = tokio::task::spawn_blocking(move || {
@@ -380,6 +405,7 @@ fn read(reader: &Reader, fetched: Vec<(u32, SourceMessage)>, last_uid: u32) -> R
     Reading {
         uids,
         last_uid,
+        fetching,
         prepared,
     }
 }
@@ -400,6 +426,7 @@ fn commit(
     let Reading {
         uids,
         last_uid,
+        fetching,
         prepared,
     } = reading;
     let name = mailbox.name.clone();
@@ -414,7 +441,16 @@ fn commit(
                 uidvalidity,
                 last_uid,
             };
-            Ok(p.ingest_batch(&prepared, Some(advance), Utc::now())?)
+            match p.ingest_batch(&prepared, Some(advance), Utc::now()) {
+                Ok(outcomes) => {
+                    metrics::ingested(&name, fetching.elapsed(), outcomes.len());
+                    Ok(outcomes)
+                }
+                Err(error) => {
+                    metrics::messages(&name, Stored::Failed, prepared.len());
+                    Err(error.into())
+                }
+            }
         })
         .await
     });
