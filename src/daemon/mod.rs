@@ -23,7 +23,7 @@ use crate::diag::Diagnostics;
 use crate::metrics::DeskState;
 use crate::outbox::{self, Transport, TransportError};
 use crate::pipeline::Pipeline;
-use crate::policy::SharedPolicy;
+use crate::policy::{Policy, PolicyFiles, SharedPolicy};
 use crate::source;
 use crate::source::imap::{self, ImapError, ImapMailbox, Watch};
 use crate::source::maildir::Maildir;
@@ -105,15 +105,8 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
     let _lock = DatabaseLock::acquire(config.database.get_ref())?;
     // Read and compiled once: every mailbox answers from the same set.
     let files = config.policy_files();
-    let (policy, problems) = files.load();
-    for warning in problems.iter().filter(|d| !d.is_error()) {
-        tracing::warn!(problem = %warning, "rules");
-    }
-    let Some(policy) = policy else {
-        return Err(DaemonError::Policy(Diagnostics(problems)));
-    };
-    let started_at = Utc::now();
-    let status = DeskState::new(Health::new(started_at, policy.rules.rules.len()));
+    let policy = load_policy(&files)?;
+    let status = DeskState::new(Health::new(Utc::now(), policy.rules.rules.len()));
     let shutdown = CancellationToken::new();
     // Before anything is counted, and before any mail is read: a taken address stops
     // the start.
@@ -159,17 +152,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
 
     let mut totals = RunTotals::default();
     if !once {
-        // Mail left due by an earlier run goes out at once, then whenever a commit
-        // queues some, and retries are looked for every OUTBOX_INTERVAL.
-        loop {
-            totals.add(outbox.deliver(&shutdown).await?);
-            outbox.report(&status);
-            tokio::select! {
-                _ = watch.outbox.notified() => {}
-                _ = tokio::time::sleep(OUTBOX_INTERVAL) => {}
-                _ = shutdown.cancelled() => break,
-            }
-        }
+        totals.add(outbox.serve(&watch.outbox, &status, &shutdown).await?);
     }
     let mut failures = join_sources(&mut sources, &shutdown, &mut totals).await?;
     if once {
@@ -181,6 +164,15 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
         1 => Err(failures.remove(0)),
         _ => Err(DaemonError::Several(failures)),
     }
+}
+
+/// The rules and templates, or every problem that makes them unusable; warnings logged.
+fn load_policy(files: &PolicyFiles) -> Result<Policy, DaemonError> {
+    let (policy, problems) = files.load();
+    for warning in problems.iter().filter(|d| !d.is_error()) {
+        tracing::warn!(problem = %warning, "rules");
+    }
+    policy.ok_or(DaemonError::Policy(Diagnostics(problems)))
 }
 
 /// The accounts_file, imported now. A bad one is refused without stopping the desks
@@ -294,6 +286,26 @@ struct Outbox {
 }
 
 impl Outbox {
+    /// Until the stop: mail left due by an earlier run goes out at once, then whenever a
+    /// commit queues some (`wake`), and retries are looked for every [`OUTBOX_INTERVAL`].
+    async fn serve(
+        &mut self,
+        wake: &Notify,
+        status: &DeskState,
+        shutdown: &CancellationToken,
+    ) -> Result<RunTotals, DaemonError> {
+        let mut totals = RunTotals::default();
+        loop {
+            totals.add(self.deliver(shutdown).await?);
+            self.report(status);
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(OUTBOX_INTERVAL) => {}
+                _ = shutdown.cancelled() => return Ok(totals),
+            }
+        }
+    }
+
     /// Delivers what is due; staff are told of every mail given up, and those notices go
     /// out in the next round. Ends: an alert is only written for a mail not to staff.
     async fn deliver(&mut self, stop: &CancellationToken) -> Result<RunTotals, DaemonError> {
