@@ -52,6 +52,47 @@ fn sigint_in_idle() {
     stop_with(daemon, "INT");
 }
 
+/// A server that stops answering in the middle of a session (its IMAP process stopped:
+/// the connection stays open, nothing comes back). The command that waits for it is
+/// abandoned once the grace is over.
+#[test]
+fn sigterm_while_the_imap_server_hangs() {
+    let (desk, dovecot) = imap_desk("");
+    let mut daemon = desk.spawn_daemon();
+    daemon.wait_for_log("idle=true", BOUND);
+    let _hung = Stopped::new(dovecot.imap_processes());
+    daemon.signal("TERM");
+    let (status, took) = daemon.wait_exit(BOUND);
+    let log = daemon.log();
+    assert!(status.success(), "{status}:\n{log}");
+    assert!(took < BOUND, "took {took:?}");
+    assert!(log.contains("abandoned an IMAP command"), "{log}");
+}
+
+/// Processes stopped with SIGSTOP until the guard is dropped, then continued (a stopped
+/// process would hold up the server's own shutdown).
+struct Stopped(Vec<u32>);
+
+impl Stopped {
+    fn new(pids: Vec<u32>) -> Stopped {
+        assert!(!pids.is_empty(), "nothing to stop");
+        for pid in &pids {
+            signal_pid(*pid, "STOP");
+        }
+        Stopped(pids)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
 /// A large first sync stops between batches; the next start finishes it, and every
 /// message is stored exactly once.
 #[test]

@@ -197,6 +197,15 @@ impl Dovecot {
     }
 
     /// A file containing "secret\n" (mode 0600), for the client's password setting.
+    /// The IMAP server processes (one per logged-in client), e.g. to stop them with
+    /// SIGSTOP: their clients' connections stay open and nothing answers, as on a hung
+    /// server.
+    pub fn imap_processes(&self) -> Vec<u32> {
+        self.master
+            .as_ref()
+            .map_or_else(Vec::new, |m| children(m.id(), &["imap"]))
+    }
+
     pub fn password_file(&self) -> PathBuf {
         self.root.join("password")
     }
