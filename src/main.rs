@@ -16,6 +16,8 @@ fn main() -> ExitCode {
         .init();
     match cli::main() {
         Ok(code) => code,
+        // The reader of our output went away (`| head`): nothing is wrong, nothing to say.
+        Err(error) if cli::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
