@@ -141,7 +141,6 @@ fn list_table(clock: &Clock, tickets: &[Ticket]) -> Table {
         Column::left("!", 1),
         Column::left("CATEGORY", 12),
         Column::left("CASE", 12),
-        Column::left("FROM", 16),
         Column::left("SUBJECT", LIST_WIDTH),
     ]);
     for t in tickets {
@@ -154,7 +153,6 @@ fn list_table(clock: &Clock, tickets: &[Ticket]) -> Table {
             if t.needs_staff { "!" } else { "" }.into(),
             joined(t.category.as_deref(), t.queue.as_deref()),
             joined(t.case_category.as_deref(), t.case_severity.as_deref()),
-            t.account.as_deref().unwrap_or(&t.requester).into(),
             t.subject.as_str().into(),
         ]);
     }
@@ -240,11 +238,15 @@ fn write_thread(out: &mut impl Write, clock: &Clock, thread: &Thread) -> std::io
     for e in &thread.events {
         writeln!(
             out,
-            "  {} {:<18} {:<32} {}",
-            clock.long(&e.at),
-            e.kind,
-            visible_line(&e.actor),
-            visible_line(&e.detail)
+            "{}",
+            format!(
+                "  {} {:<18} {:<32} {}",
+                clock.long(&e.at),
+                e.kind,
+                visible_line(&e.actor),
+                visible_line(&e.detail)
+            )
+            .trim_end()
         )?;
     }
     Ok(())

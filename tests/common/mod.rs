@@ -12,6 +12,7 @@ use rusqlite::Connection;
 pub mod dovecot;
 pub mod mailgen;
 pub mod smtp;
+pub mod snapshot;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
