@@ -5,6 +5,7 @@
 mod common;
 
 use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 use common::smtp::{SmtpSink, free_port};
 use common::snapshot::snapshot;
@@ -177,12 +178,20 @@ fn tickets_list_filters_and_searches() {
 }
 
 /// Kills the child when the test ends, however it ends.
-struct Guard(Child);
+struct Guard(Option<Child>);
+
+impl Guard {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("running")
+    }
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -198,10 +207,10 @@ fn run_into_closed_pipe(desk: &Desk, args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut guard = Guard(child);
-    let status = guard.0.wait().unwrap();
+    let mut guard = Guard(Some(child));
+    let status = guard.child().wait().unwrap();
     let mut err = Vec::new();
-    std::io::Read::read_to_end(guard.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    std::io::Read::read_to_end(guard.child().stderr.as_mut().unwrap(), &mut err).unwrap();
     Output {
         status,
         stdout: Vec::new(),
@@ -385,4 +394,61 @@ fn outbox_commands_against_a_stopped_and_then_running_smtp_server() {
         desk.json(&["outbox", "list", "--status", "cancelled", "--json"])[0]["id"].to_string(),
         id
     );
+}
+
+/// The operator's writes (retry, cancel, import) succeed while the daemon stores mail and
+/// retries deliveries on the same database.
+#[test]
+fn write_commands_work_while_the_daemon_writes() {
+    let desk = Desk::demo();
+    desk.use_smtp(free_port());
+    desk.edit_config("poll_interval_secs = 30", "poll_interval_secs = 1");
+    let mut daemon = Guard(Some(desk.spawn_daemon()));
+    common::wait_for("the demo mail stored", Duration::from_secs(20), || {
+        desk.stored() == 7
+    });
+    let accounts = desk.examples().join("accounts.csv");
+    let accounts = accounts.to_str().unwrap();
+    let mut cancelled = 0;
+    for round in 0..15 {
+        for i in 0..20 {
+            desk.deliver(
+                &format!("1763900000.M{round}x{i}P1.demo"),
+                format!(
+                    "From: mario.rossi@pizzeria-rossi.example\r\nTo: support@acme-hosting.example\r\n\
+                     Subject: Question {round}-{i}\r\nMessage-ID: <q{round}x{i}@pizzeria-rossi.example>\r\n\r\n\
+                     Round {round}, mail {i}.\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        desk.ok(&["outbox", "retry", "--all"]);
+        desk.ok(&["accounts", "import", accounts]);
+        let pending = desk.json(&["outbox", "list", "--status", "pending", "--json"]);
+        if let Some(mail) = pending.as_array().unwrap().last() {
+            let out = desk.maildesk(&["outbox", "cancel", &mail["id"].to_string()]);
+            // The daemon may have given it up in between; anything else is a failure.
+            assert!(
+                out.status.success() || stderr(&out).contains("only pending mail"),
+                "{}",
+                stderr(&out)
+            );
+            cancelled += usize::from(out.status.success());
+        }
+    }
+    common::wait_for("every mail stored", Duration::from_secs(60), || {
+        desk.files_in("new").is_empty()
+    });
+    common::terminate(daemon.0.take().unwrap());
+    assert_eq!(desk.stored(), 7 + 15 * 20);
+    assert!(cancelled > 0);
+    let events: i64 = desk
+        .db()
+        .query_row(
+            "SELECT count(*) FROM events WHERE kind = 'mail.cancelled'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(events, cancelled as i64);
 }
