@@ -171,22 +171,26 @@ impl Clock {
 
     /// Full date and time, with the zone's abbreviation.
     fn long(&self, at: &str) -> String {
-        self.format(at, "%Y-%m-%d %H:%M:%S %Z")
+        self.format(at, |_| "%Y-%m-%d %H:%M:%S %Z")
     }
 
     /// Eleven columns: `11-20 10:04` this year, the date alone for an earlier year.
     fn short(&self, at: &str) -> String {
-        match at.parse::<DateTime<Utc>>() {
-            Ok(t) if t.with_timezone(&self.zone).year() == self.this_year => {
-                self.format(at, "%m-%d %H:%M")
+        self.format(at, |t| {
+            if t.year() == self.this_year {
+                "%m-%d %H:%M"
+            } else {
+                "%Y-%m-%d"
             }
-            _ => self.format(at, "%Y-%m-%d"),
-        }
+        })
     }
 
-    fn format(&self, at: &str, format: &str) -> String {
+    fn format(&self, at: &str, format: impl Fn(&DateTime<Tz>) -> &'static str) -> String {
         match at.parse::<DateTime<Utc>>() {
-            Ok(t) => t.with_timezone(&self.zone).format(format).to_string(),
+            Ok(t) => {
+                let t = t.with_timezone(&self.zone);
+                t.format(format(&t)).to_string()
+            }
             // Not ours to judge: show what the database holds.
             Err(_) => visible_line(at).into_owned(),
         }
@@ -325,4 +329,37 @@ fn write_raw(out: &mut impl Write, raw: &[u8]) -> std::io::Result<()> {
         writeln!(out, "{}", visible_text(line))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_become_visible_escapes() {
+        assert_eq!(
+            visible_line("a\x1b[2J\x07\tb\r\n\u{9b}c\u{202e}d\x7f"),
+            r"a\x1b[2J\x07\x09b\x0d\x0a\u{9b}c\u{202e}d\x7f"
+        );
+        assert_eq!(visible_text("a\tb\nc\x1b"), "a\tb\nc\\x1b");
+        assert!(matches!(
+            visible_line("plain, ünïcode 中文"),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn cells_are_cut_to_terminal_columns() {
+        assert_eq!(fit("abcdef", 6), "abcdef");
+        assert_eq!(fit("abcdef", 4), "abc…");
+        // Each of these takes two columns.
+        assert_eq!(fit("中文字符", 5), "中文…");
+        let mut table = Table::new(vec![Column::right("#", 8), Column::left("SUBJECT", 99)]);
+        table.row(vec!["7".into(), "中文字符 and more".into()]);
+        let mut out = Vec::new();
+        table.print(&mut out, 10).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, "# SUBJECT\n7 中文字…\n");
+        assert!(text.lines().all(|l| l.width() <= 10));
+    }
 }
