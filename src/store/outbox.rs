@@ -264,7 +264,10 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Cancelled, StoreError> {
         let at = timestamp(now);
-        let tx = self.conn.transaction()?;
+        // Immediate: waits for the daemon's commit rather than failing with "locked".
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let changed = tx.execute(
             "UPDATE outbox SET status = 'cancelled' WHERE id = ?1 AND status = 'pending'",
             [id],
