@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use maildesk::config::Config;
 use maildesk::store::Store;
-use maildesk::store::tickets::{STATUSES, Thread, Ticket, TicketFilter};
+use maildesk::store::tickets::{STATUSES, Thread, Ticket, TicketFilter, search_query};
 
 use super::{Clock, Column, Table, visible_line, visible_text, write_raw};
 
@@ -124,7 +124,7 @@ fn check_filter(config: &Config, store: &Store, filter: &TicketFilter) -> anyhow
     if filter
         .search
         .as_deref()
-        .is_some_and(|s| s.trim().is_empty())
+        .is_some_and(|s| search_query(s).is_none())
     {
         bail!("--search needs at least one word");
     }

@@ -35,13 +35,17 @@ pub(super) fn index_stored_messages(tx: &Transaction<'_>) -> Result<(), StoreErr
     Ok(())
 }
 
-/// Turns words typed by an operator into an FTS5 query that matches messages holding all
-/// of them: each word is quoted, so no character of it is query syntax.
-fn search_query(text: &str) -> String {
-    text.split_whitespace()
-        .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(" ")
+/// Turns text typed by an operator into an FTS5 query matching messages that hold all of
+/// its words, or `None` when it has no word. Words are split where the index's tokenizer
+/// splits them (anything not a letter or digit), since the index keeps no positions to
+/// match a phrase; each is quoted, so no character of it is query syntax.
+pub fn search_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{w}\""))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
 }
 
 /// Which tickets `list_tickets` returns; every set field must hold.
@@ -204,7 +208,10 @@ impl Store {
             conditions.push("t.needs_staff = 1");
         }
         if let Some(search) = &filter.search {
-            args.push(search_query(search));
+            let Some(query) = search_query(search) else {
+                return Ok(Vec::new());
+            };
+            args.push(query);
             conditions.push(
                 "t.number IN (SELECT m.ticket FROM message_search s JOIN messages m ON m.id = s.rowid
                                WHERE message_search MATCH ?)",

@@ -1,10 +1,13 @@
 -- Operators search tickets by words of their mail (`tickets list --search`): a full-text
 -- index of each incoming message's subject, sender and decoded text, keyed by the message's
 -- id. Contentless: the words are indexed, not copied, since the raw mail already holds them.
+-- No positions or sizes (detail = none, columnsize = 0): a search matches words, never
+-- phrases, and ranks nothing, and the index is cheaper to write.
 -- Rows of messages stored before this step are indexed by the migration code (decoding the
 -- text needs the mail parser).
 CREATE VIRTUAL TABLE message_search USING fts5(
-    subject, sender, text, content = '', tokenize = 'unicode61 remove_diacritics 2'
+    subject, sender, text, content = '', detail = none, columnsize = 0,
+    tokenize = 'unicode61 remove_diacritics 2'
 );
 
 -- An operator may cancel a queued mail (`outbox cancel`): status 'cancelled', never sent.
