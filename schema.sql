@@ -103,6 +103,14 @@ CREATE TABLE messages (
 CREATE UNIQUE INDEX messages_once ON messages(mailbox, sha256) WHERE direction = 'in';
 CREATE INDEX messages_message_id ON messages(message_id);
 CREATE INDEX messages_ticket ON messages(ticket);
+-- words of each incoming message (subject, sender, decoded text) for `tickets list --search`;
+-- rowid = messages.id, written in the message's transaction. Contentless: the raw mail
+-- already holds the words. No positions or sizes (detail = none, columnsize = 0): a
+-- search matches words, never phrases, and ranks nothing, and the index is cheaper to write.
+CREATE VIRTUAL TABLE message_search USING fts5(
+    subject, sender, text, content = '', detail = none, columnsize = 0,
+    tokenize = 'unicode61 remove_diacritics 2'
+);
 
 -- the audit log: every state change, what caused it and when
 CREATE TABLE events (
@@ -127,7 +135,8 @@ CREATE TABLE outbox (
     queued_at       TEXT NOT NULL,
     envelope_from   TEXT NOT NULL,
     recipient       TEXT NOT NULL,
-    status          TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+    -- 'cancelled': an operator withdrew it (`outbox cancel`); it is never sent
+    status          TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed', 'cancelled')),
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at TEXT NOT NULL,
     last_error      TEXT,

@@ -1,9 +1,12 @@
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use maildesk::config::Config;
 use maildesk::identity::import::{ImportFileError, import_file};
 use maildesk::store::Store;
+
+use super::{Column, Table};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -17,43 +20,53 @@ pub enum Command {
 }
 
 pub fn run(config: &Config, command: Command) -> anyhow::Result<ExitCode> {
-    let mut store = Store::open(config.database.get_ref())?;
+    let database = config.database.get_ref();
+    let mut out = super::stdout();
     match command {
-        Command::Import { file } => match import_file(&mut store, &file) {
+        Command::Import { file } => match import_file(&mut Store::open(database)?, &file) {
             Ok(s) => {
-                println!(
+                writeln!(
+                    out,
                     "{}: {} created, {} updated, {} unchanged",
                     file.display(),
                     s.created,
                     s.updated,
                     s.unchanged
-                );
-                Ok(ExitCode::SUCCESS)
+                )?;
             }
             Err(e @ ImportFileError::Invalid(_)) => {
                 eprintln!("{e}");
-                Ok(ExitCode::FAILURE)
+                return Ok(ExitCode::FAILURE);
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
         },
         Command::List { json } => {
-            let accounts = store.list_accounts()?;
+            let accounts = Store::open_read_only(database)?.list_accounts()?;
             if json {
-                super::print_json(&accounts)?;
+                super::write_json(&mut out, &accounts)?;
             } else {
-                println!(
-                    "{:<12} {:<32} {:<10} {:<4} NAME",
-                    "REFERENCE", "EMAIL", "STATUS", "LANG"
-                );
+                let mut table = Table::new(vec![
+                    Column::left("REFERENCE", usize::MAX),
+                    // Never cut: an address is what an operator searches for.
+                    Column::left("EMAIL", usize::MAX),
+                    Column::left("STATUS", 9),
+                    Column::left("LANG", 4),
+                    Column::left("NAME", usize::MAX),
+                ]);
                 for a in &accounts {
                     let a = &a.account;
-                    println!(
-                        "{:<12} {:<32} {:<10} {:<4} {}",
-                        a.reference, a.email, a.status, a.language, a.name
-                    );
+                    table.row(vec![
+                        a.reference.as_str().into(),
+                        a.email.as_str().into(),
+                        a.status.as_str().into(),
+                        a.language.as_str().into(),
+                        a.name.as_str().into(),
+                    ]);
                 }
+                table.print(&mut out, usize::MAX)?;
             }
-            Ok(ExitCode::SUCCESS)
         }
     }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }

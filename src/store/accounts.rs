@@ -153,7 +153,12 @@ impl Store {
         source: &str,
         now: DateTime<Utc>,
     ) -> Result<ImportSummary, ImportError> {
-        let tx = self.conn.transaction()?;
+        // Immediate: a transaction that reads first and writes later fails at once with
+        // "database is locked" if the daemon committed in between; taking the write lock
+        // first makes it wait (busy timeout) instead.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let conflicts = find_conflicts(&tx, records)?;
         if !conflicts.is_empty() {
             return Err(ImportError::Conflicts(conflicts));

@@ -61,6 +61,7 @@ pub fn apply(
         ],
     )?;
     let message = tx.last_insert_rowid();
+    super::tickets::index_for_search(tx, message, mail)?;
     let actor = incoming.sender.actor();
     let event = |ticket: Option<i64>,
                  kind: &str,

@@ -5,7 +5,7 @@
 //! database at a whole version. A newer database is refused: an old binary must not write
 //! to a schema it does not know.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 
 use super::StoreError;
 
@@ -18,12 +18,42 @@ const STEPS: &[(u32, &str)] = &[
     (3, include_str!("migrations/0003_rules.sql")),
     (4, include_str!("migrations/0004_outbound.sql")),
     (5, include_str!("migrations/0005_outbox_window.sql")),
+    (6, include_str!("migrations/0006_search_and_cancel.sql")),
 ];
 
-pub const LATEST_VERSION: u32 = 5;
+pub const LATEST_VERSION: u32 = 6;
+
+/// Work a step needs beyond its SQL, run in the step's transaction after it.
+type Backfill = fn(&Transaction<'_>, u32) -> Result<(), StoreError>;
 
 pub(super) fn migrate(conn: &mut Connection, name: &str) -> Result<(), StoreError> {
-    migrate_with(conn, name, SCHEMA, LATEST_VERSION, STEPS)
+    migrate_with(conn, name, SCHEMA, LATEST_VERSION, STEPS, backfill)
+}
+
+/// Version 6 indexes the mail stored before it for search: the text is decoded from the raw
+/// bytes, which SQL cannot do.
+fn backfill(tx: &Transaction<'_>, version: u32) -> Result<(), StoreError> {
+    if version == 6 {
+        super::tickets::index_stored_messages(tx)?;
+    }
+    Ok(())
+}
+
+/// For a connection that must not write: the database must be at this maildesk's version.
+pub(super) fn check_current(conn: &Connection, name: &str) -> Result<(), StoreError> {
+    let found: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    match found {
+        LATEST_VERSION => Ok(()),
+        found if found > LATEST_VERSION => Err(StoreError::TooNew {
+            found,
+            supported: LATEST_VERSION,
+        }),
+        found => Err(StoreError::Outdated {
+            path: name.to_string(),
+            found,
+            supported: LATEST_VERSION,
+        }),
+    }
 }
 
 fn migrate_with(
@@ -32,6 +62,7 @@ fn migrate_with(
     schema: &str,
     latest: u32,
     steps: &[(u32, &str)],
+    backfill: Backfill,
 ) -> Result<(), StoreError> {
     let found: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > latest {
@@ -57,6 +88,7 @@ fn migrate_with(
     for (version, sql) in steps.iter().filter(|(v, _)| *v > found) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        backfill(&tx, *version)?;
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         tracing::info!(database = name, version, "upgraded database schema");
@@ -99,6 +131,7 @@ mod tests {
             "CREATE TABLE a (x); CREATE TABLE b (y, z);",
             3,
             &steps,
+            |_, _| Ok(()),
         )
         .unwrap();
         assert_eq!(version(&conn), 3);
@@ -172,7 +205,7 @@ mod tests {
         conn.execute_batch(include_str!("migrations/0001_initial.sql"))
             .unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
-        migrate_with(&mut conn, "v4", SCHEMA, 4, &STEPS[..3]).unwrap();
+        migrate_with(&mut conn, "v4", SCHEMA, 4, &STEPS[..3], backfill).unwrap();
         conn.execute_batch(
             "INSERT INTO tickets (number, requester, mailbox_role, subject, created_at, updated_at)
                  VALUES (12, 'a@example.test', 'support', 's', 't0', 't0');
@@ -199,6 +232,47 @@ mod tests {
                 "sent".into(),
                 "later".into()
             )
+        );
+    }
+
+    #[test]
+    fn version_6_indexes_stored_mail_for_search_and_lets_mail_be_cancelled() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(include_str!("migrations/0001_initial.sql"))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        migrate_with(&mut conn, "v5", SCHEMA, 5, &STEPS[..4], backfill).unwrap();
+        conn.execute_batch(
+            "INSERT INTO tickets (number, requester, mailbox_role, subject, created_at, updated_at)
+                 VALUES (12, 'a@example.test', 'support', 's', 't0', 't0');
+             INSERT INTO messages (id, direction, mailbox, sha256, size, raw, ticket, received_at)
+                 VALUES (3, 'in', 'support', 'h', 1,
+                         CAST('From: a@example.test' || char(13, 10) || 'Subject: Webmail' || char(13, 10, 13, 10) || 'the quota is exceeded' AS BLOB),
+                         12, 't0');
+             INSERT INTO outbox (id, message, ticket, queued_at, envelope_from, recipient, status, next_attempt_at)
+                 VALUES (8, 3, 12, 't0', 'support@example.test', 'a@example.test', 'pending', 't0');",
+        )
+        .unwrap();
+        migrate(&mut conn, "v5").unwrap();
+        let found = |words: &str| -> Vec<i64> {
+            let mut stmt = conn
+                .prepare("SELECT rowid FROM message_search WHERE message_search MATCH ?1")
+                .unwrap();
+            stmt.query_map([words], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(found("quota"), vec![3], "decoded text");
+        assert_eq!(found("webmail"), vec![3], "subject");
+        assert_eq!(found("a example test"), vec![3], "sender");
+        assert!(found("nothing").is_empty());
+        conn.execute("UPDATE outbox SET status = 'cancelled' WHERE id = 8", [])
+            .unwrap();
+        assert!(
+            conn.execute("UPDATE outbox SET status = 'lost' WHERE id = 8", [])
+                .is_err(),
+            "the CHECK constraint is kept"
         );
     }
 

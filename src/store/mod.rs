@@ -14,11 +14,16 @@ pub mod staff;
 pub mod tickets;
 
 use std::path::Path;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
 pub use migrations::LATEST_VERSION;
+
+/// How long a statement waits for another connection's write to finish: the CLI's writes
+/// (retry, cancel, import) run while the daemon commits batches.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -31,6 +36,19 @@ pub enum StoreError {
     TooNew { found: u32, supported: u32 },
     #[error("database {path} has tables but no maildesk schema version; refusing to touch it")]
     Foreign { path: String },
+    #[error(
+        "database {path} does not exist (`maildesk run` creates it); check `database` in the config"
+    )]
+    Missing { path: String },
+    #[error(
+        "database {path} has schema version {found}, this maildesk reads version {supported}; \
+         run `maildesk run --once` (or the daemon) to upgrade it"
+    )]
+    Outdated {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
 }
 
 pub struct Store {
@@ -51,7 +69,7 @@ impl Store {
         // 16 MiB of page cache (default 2 MiB): the indexes every message consults stay in
         // memory as the database grows with raw mail.
         conn.pragma_update(None, "cache_size", -16 * 1024)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         // Every transaction takes the write lock when it begins, and so waits its turn
         // behind another process's writer (busy timeout). A deferred one that reads first
         // and writes later cannot wait: in WAL mode its upgrade fails at once with "database
@@ -68,6 +86,34 @@ impl Store {
         )?;
         migrations::migrate(&mut conn, &path.display().to_string())?;
         Ok(Store { conn })
+    }
+
+    /// Opens an existing database for reading only: a command that only looks must not
+    /// create a database where the config points by mistake, nor upgrade one under the
+    /// daemon's feet.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let name = path.display().to_string();
+        if !path.exists() {
+            return Err(StoreError::Missing { path: name });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        migrations::check_current(&conn, &name)?;
+        Ok(Store { conn })
+    }
+
+    /// Like [`Store::open`], but refuses to create a missing database: for commands that
+    /// change rows (`outbox cancel`) and have nothing to do in a new one.
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.display().to_string(),
+            });
+        }
+        Store::open(path)
     }
 
     /// A new, empty database in memory: for a dry run when no database exists yet.

@@ -1,7 +1,8 @@
 //! Delivery bookkeeping of the outbox: what is due, what was sent, what must be retried.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
 
 use super::{Store, StoreError, timestamp};
 
@@ -140,6 +141,153 @@ pub fn recent_automatic(
         None => 0,
     };
     Ok((to_address, on_ticket))
+}
+
+/// The statuses an outbox row can have, for validating filters. `deferred` is a pending
+/// mail that has failed at least once.
+pub const STATUSES: [&str; 5] = ["pending", "deferred", "sent", "failed", "cancelled"];
+
+/// One queued mail as an operator sees it (`outbox list`, `outbox show`).
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub ticket: Option<i64>,
+    /// The stored mail (`messages.id`).
+    pub message: i64,
+    pub message_id: Option<String>,
+    pub subject: String,
+    pub envelope_from: String,
+    pub recipient: String,
+    pub status: String,
+    /// `status`, but `deferred` for a pending mail that has failed before.
+    pub state: String,
+    pub attempts: u32,
+    pub queued_at: String,
+    pub next_attempt_at: String,
+    pub last_error: Option<String>,
+    pub sent_at: Option<String>,
+    pub bounced_at: Option<String>,
+    pub bounce_reason: Option<String>,
+}
+
+const ENTRY_SELECT: &str =
+    "SELECT o.id, o.ticket, o.message, m.message_id, m.subject, o.envelope_from,
+        o.recipient, o.status, o.attempts, o.queued_at, o.next_attempt_at, o.last_error,
+        o.sent_at, o.bounced_at, o.bounce_reason
+   FROM outbox o JOIN messages m ON m.id = o.message";
+
+fn entry_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
+    let status: String = r.get(7)?;
+    let attempts: u32 = r.get(8)?;
+    let state = if status == "pending" && attempts > 0 {
+        "deferred".to_string()
+    } else {
+        status.clone()
+    };
+    Ok(OutboxEntry {
+        id: r.get(0)?,
+        ticket: r.get(1)?,
+        message: r.get(2)?,
+        message_id: r.get(3)?,
+        subject: r.get(4)?,
+        envelope_from: r.get(5)?,
+        recipient: r.get(6)?,
+        status,
+        state,
+        attempts,
+        queued_at: r.get(9)?,
+        next_attempt_at: r.get(10)?,
+        last_error: r.get(11)?,
+        sent_at: r.get(12)?,
+        bounced_at: r.get(13)?,
+        bounce_reason: r.get(14)?,
+    })
+}
+
+/// What `outbox cancel` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    Done,
+    NoSuchMail,
+    /// Only a pending mail can be cancelled; this one is in the given status.
+    NotPending(String),
+}
+
+impl Store {
+    /// Queued mail, oldest first; with `state`, only those in it (see [`STATUSES`]).
+    pub fn list_outbox(&self, state: Option<&str>) -> Result<Vec<OutboxEntry>, StoreError> {
+        let condition = match state {
+            None => "1 = 1",
+            Some("deferred") => "o.status = 'pending' AND o.attempts > 0",
+            Some(_) => "o.status = ?1",
+        };
+        let sql = format!("{ENTRY_SELECT} WHERE {condition} ORDER BY o.id");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let args = state.filter(|s| *s != "deferred");
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), entry_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One queued mail with its bytes.
+    pub fn outbox_entry(&self, id: i64) -> Result<Option<(OutboxEntry, Vec<u8>)>, StoreError> {
+        let sql = format!("{ENTRY_SELECT} WHERE o.id = ?1");
+        let Some(entry) = self.conn.query_row(&sql, [id], entry_from_row).optional()? else {
+            return Ok(None);
+        };
+        let raw = self.conn.query_row(
+            "SELECT raw FROM messages WHERE id = ?1",
+            [entry.message],
+            |r| r.get(0),
+        )?;
+        Ok(Some((entry, raw)))
+    }
+
+    /// Makes pending mail due at `now`: mail `id`, or all of it. Returns how many rows
+    /// changed; mail that is not pending is left alone.
+    pub fn retry_outbox(
+        &mut self,
+        id: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE outbox SET next_attempt_at = ?1 WHERE status = 'pending' AND (?2 IS NULL OR id = ?2)",
+            params![timestamp(now), id],
+        )?)
+    }
+
+    /// Withdraws pending mail `id`: it is never sent. Recorded on its ticket as done by
+    /// `actor`.
+    pub fn cancel_outbox(
+        &mut self,
+        id: i64,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Cancelled, StoreError> {
+        let at = timestamp(now);
+        // Immediate: waits for the daemon's commit rather than failing with "locked".
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            "UPDATE outbox SET status = 'cancelled' WHERE id = ?1 AND status = 'pending'",
+            [id],
+        )?;
+        if changed == 0 {
+            let status: Option<String> = tx
+                .query_row("SELECT status FROM outbox WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            return Ok(status.map_or(Cancelled::NoSuchMail, Cancelled::NotPending));
+        }
+        tx.execute(
+            "INSERT INTO events (at, ticket, message, kind, actor, detail)
+             SELECT ?1, ticket, message, 'mail.cancelled', ?2, 'to ' || recipient FROM outbox WHERE id = ?3",
+            params![at, actor, id],
+        )?;
+        tx.commit()?;
+        Ok(Cancelled::Done)
+    }
 }
 
 /// The outbox at a glance, for the metrics and the health report.

@@ -1,11 +1,65 @@
 //! Reading tickets: for threading (which ticket does a message belong to) and for staff
 //! (lists and whole threads).
 
-use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
 use serde::Serialize;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, exec};
 use crate::mail::ParsedMail;
+
+/// The statuses a ticket can have (the schema's CHECK), for validating filters.
+pub const STATUSES: [&str; 5] = ["new", "open", "waiting", "resolved", "closed"];
+
+/// Adds an incoming message to the search index, in the transaction that stores it.
+pub(crate) fn index_for_search(
+    tx: &Transaction<'_>,
+    message: i64,
+    mail: &ParsedMail,
+) -> Result<(), StoreError> {
+    exec(
+        tx,
+        "INSERT INTO message_search (rowid, subject, sender, text) VALUES (?1, ?2, ?3, ?4)",
+        params![message, mail.subject, mail.from, mail.text],
+    )?;
+    Ok(())
+}
+
+/// Indexes every incoming message stored before the search index existed.
+pub(super) fn index_stored_messages(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare("SELECT id, raw FROM messages WHERE direction = 'in'")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let raw: Vec<u8> = row.get(1)?;
+        index_for_search(tx, row.get(0)?, &ParsedMail::read(&raw, &[]))?;
+    }
+    Ok(())
+}
+
+/// Turns text typed by an operator into an FTS5 query matching messages that hold all of
+/// its words, or `None` when it has no word. Words are split where the index's tokenizer
+/// splits them (anything not a letter or digit), since the index keeps no positions to
+/// match a phrase; each is quoted, so no character of it is query syntax.
+pub fn search_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{w}\""))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+/// Which tickets `list_tickets` returns; every set field must hold.
+#[derive(Debug, Default, Clone)]
+pub struct TicketFilter {
+    pub status: Option<String>,
+    /// The account's reference.
+    pub account: Option<String>,
+    /// The configured mailbox name one of its messages arrived in.
+    pub mailbox: Option<String>,
+    pub flagged: bool,
+    /// Words that one of its messages' subject, sender or text holds.
+    pub search: Option<String>,
+}
 
 /// What threading needs to know of an existing ticket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,11 +117,17 @@ pub struct Ticket {
     pub flag_reason: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    pub category: Option<String>,
+    pub queue: Option<String>,
+    /// Set when the ticket is an abuse case.
+    pub case_category: Option<String>,
+    pub case_severity: Option<String>,
 }
 
 const TICKET_SELECT: &str =
     "SELECT t.number, a.reference, t.requester, t.mailbox_role, t.subject, t.status, t.priority,
-        t.needs_staff, t.flag_reason, t.created_at, t.updated_at
+        t.needs_staff, t.flag_reason, t.created_at, t.updated_at, t.category, t.queue,
+        t.case_category, t.case_severity
    FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id";
 
 fn ticket_from_row(r: &Row<'_>) -> rusqlite::Result<Ticket> {
@@ -83,6 +143,10 @@ fn ticket_from_row(r: &Row<'_>) -> rusqlite::Result<Ticket> {
         flag_reason: r.get(8)?,
         created_at: r.get(9)?,
         updated_at: r.get(10)?,
+        category: r.get(11)?,
+        queue: r.get(12)?,
+        case_category: r.get(13)?,
+        case_severity: r.get(14)?,
     })
 }
 
@@ -122,17 +186,68 @@ pub struct Thread {
 }
 
 impl Store {
-    pub fn list_tickets(&self, status: Option<&str>) -> Result<Vec<Ticket>, StoreError> {
-        let (sql, args): (String, Vec<&str>) = match status {
-            Some(s) => (
-                format!("{TICKET_SELECT} WHERE t.status = ?1 ORDER BY t.number"),
-                vec![s],
-            ),
-            None => (format!("{TICKET_SELECT} ORDER BY t.number"), vec![]),
-        };
+    /// The tickets that pass `filter`, oldest first.
+    pub fn list_tickets(&self, filter: &TicketFilter) -> Result<Vec<Ticket>, StoreError> {
+        let mut conditions = vec!["1 = 1"];
+        let mut args = Vec::new();
+        if let Some(status) = &filter.status {
+            args.push(status.clone());
+            conditions.push("t.status = ?");
+        }
+        if let Some(account) = &filter.account {
+            args.push(account.clone());
+            conditions.push("a.reference = ?");
+        }
+        if let Some(mailbox) = &filter.mailbox {
+            args.push(mailbox.clone());
+            conditions.push(
+                "EXISTS (SELECT 1 FROM messages m WHERE m.ticket = t.number AND m.mailbox = ?)",
+            );
+        }
+        if filter.flagged {
+            conditions.push("t.needs_staff = 1");
+        }
+        if let Some(search) = &filter.search {
+            let Some(query) = search_query(search) else {
+                return Ok(Vec::new());
+            };
+            args.push(query);
+            conditions.push(
+                "t.number IN (SELECT m.ticket FROM message_search s JOIN messages m ON m.id = s.rowid
+                               WHERE message_search MATCH ?)",
+            );
+        }
+        let sql = format!(
+            "{TICKET_SELECT} WHERE {} ORDER BY t.number",
+            conditions.join(" AND ")
+        );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), ticket_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn account_exists(&self, reference: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM accounts WHERE reference = ?1",
+                [reference],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// The bytes of message `id` as received (or sent), if it belongs to ticket `number`.
+    pub fn ticket_message_raw(&self, number: i64, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT raw FROM messages WHERE id = ?1 AND ticket = ?2",
+                [id, number],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// The ticket with every message (oldest first) and every event.

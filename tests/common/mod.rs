@@ -15,6 +15,7 @@ pub mod imapdesk;
 pub mod mailgen;
 pub mod scrape;
 pub mod smtp;
+pub mod snapshot;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
