@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::smtp::{SmtpSink, free_port};
 use common::snapshot::snapshot;
-use common::{Desk, header, stderr};
+use common::{Daemon, Desk, header, stderr};
 use regex::Regex;
 use unicode_width::UnicodeWidthStr;
 
@@ -184,44 +184,22 @@ fn tickets_list_filters_and_searches() {
     }
 }
 
-/// Kills the child when the test ends, however it ends.
-struct Guard(Option<Child>);
-
-impl Guard {
-    fn child(&mut self) -> &mut Child {
-        self.0.as_mut().expect("running")
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// Runs maildesk with stdout a pipe whose reading end is already closed.
 fn run_into_closed_pipe(desk: &Desk, args: &[&str]) -> Output {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let child = Command::new(env!("CARGO_BIN_EXE_maildesk"))
-        .arg("--config")
-        .arg(desk.config())
-        .args(args)
-        .stdout(writer)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut guard = Guard(Some(child));
-    let status = guard.child().wait().unwrap();
-    let mut err = Vec::new();
-    std::io::Read::read_to_end(guard.child().stderr.as_mut().unwrap(), &mut err).unwrap();
+    let mut process = Daemon::start(
+        Command::new(env!("CARGO_BIN_EXE_maildesk"))
+            .arg("--config")
+            .arg(desk.config())
+            .args(args)
+            .stdout(writer),
+    );
+    let (status, _) = process.wait_exit(Duration::from_secs(20));
     Output {
         status,
         stdout: Vec::new(),
-        stderr: err,
+        stderr: process.log().into_bytes(),
     }
 }
 
@@ -410,7 +388,7 @@ fn write_commands_work_while_the_daemon_writes() {
     let desk = Desk::demo();
     desk.use_smtp(free_port());
     desk.edit_config("poll_interval_secs = 30", "poll_interval_secs = 1");
-    let mut daemon = Guard(Some(desk.spawn_daemon()));
+    let daemon = desk.spawn_daemon();
     common::wait_for("the demo mail stored", Duration::from_secs(20), || {
         desk.stored() == 7
     });
@@ -446,7 +424,7 @@ fn write_commands_work_while_the_daemon_writes() {
     common::wait_for("every mail stored", Duration::from_secs(60), || {
         desk.files_in("new").is_empty()
     });
-    common::terminate(daemon.0.take().unwrap());
+    common::terminate(daemon);
     assert_eq!(desk.stored(), 7 + 15 * 20);
     assert!(cancelled > 0);
     let events: i64 = desk

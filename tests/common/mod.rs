@@ -226,6 +226,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `command` with stdout discarded and stderr (the log) collected.
     pub fn spawn(command: &mut Command) -> Daemon {
+        Daemon::start(command.stdout(Stdio::null()))
+    }
+
+    /// Starts `command` with stderr (the log) collected and stdout as the caller set it.
+    pub fn start(command: &mut Command) -> Daemon {
         use std::io::BufRead;
         use std::os::unix::process::CommandExt;
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
@@ -239,7 +244,6 @@ impl Daemon {
             });
         }
         let mut child = command
-            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start maildesk");
