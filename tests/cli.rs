@@ -295,7 +295,14 @@ fn outbox_commands_against_a_stopped_and_then_running_smtp_server() {
     let desk = Desk::demo();
     let port = free_port();
     desk.use_smtp(port);
-    let summary = desk.ok(&["run", "--once"]);
+    let out = desk.maildesk(&["run", "--once"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "mail deferred: {}",
+        stderr(&out)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("sent 0 mail(s), 5 deferred"), "{summary}");
 
     let deferred = desk.json(&["outbox", "list", "--status", "deferred", "--json"]);

@@ -25,6 +25,9 @@ fn stdout(out: &Output) -> String {
 #[test]
 fn read_only_commands_need_no_secret_but_check_and_run_refuse_without_it() {
     let desk = Desk::demo();
+    // Reading commands never create the database: import the registry first.
+    let accounts = desk.examples().join("accounts.csv");
+    desk.ok(&["accounts", "import", accounts.to_str().unwrap()]);
     add_imap_mailbox(&desk, "password_env = \"MAILDESK_TEST_UNSET_PASSWORD\"");
     let text = config_text(&desk);
     let path = desk.config().display().to_string();
