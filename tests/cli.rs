@@ -193,6 +193,7 @@ fn run_into_closed_pipe(desk: &Desk, args: &[&str]) -> Output {
             .arg("--config")
             .arg(desk.config())
             .args(args)
+            .env("RUST_LOG", "warn")
             .stdout(writer),
     );
     let (status, _) = process.wait_exit(Duration::from_secs(20));
@@ -208,7 +209,14 @@ fn a_closed_stdout_ends_each_command_quietly() {
     let desk = desk_with_hostile_mail();
     let thread = desk.json(&["tickets", "show", "7", "--json"]);
     let id = thread["messages"][0]["id"].to_string();
+    let message = desk.dir.path().join("hostile.eml");
+    std::fs::write(&message, hostile_mail()).unwrap();
+    let message = message.to_str().unwrap();
     for args in [
+        &["check"][..],
+        &["config"],
+        &["rules", "test", message],
+        &["run", "--once"],
         &["tickets", "list"][..],
         &["tickets", "list", "--json"],
         &["tickets", "show", "7"],
@@ -443,4 +451,29 @@ fn write_commands_work_while_the_daemon_writes() {
         )
         .unwrap();
     assert_eq!(events, cancelled as i64);
+}
+
+/// `rules test` shows the message's text and the mails it would send; escape sequences
+/// in them reach the terminal as visible escapes, never as control bytes.
+#[test]
+fn rules_test_shows_control_characters_visibly() {
+    let desk = Desk::demo();
+    // A rule whose match spans the escape sequence: the match is shown.
+    std::fs::write(
+        desk.dir.path().join("rules/50-hostile.toml"),
+        "[[rule]]\nname = \"hostile\"\nwhen.body = 'Hello.{1,8}there'\nthen.tags = [\"seen\"]\n",
+    )
+    .unwrap();
+    let message = desk.dir.path().join("hostile.eml");
+    std::fs::write(&message, hostile_mail()).unwrap();
+    let out = desk.ok(&["rules", "test", message.to_str().unwrap()]);
+    assert!(
+        out.contains(r#"matched "Hello\u{1b}[2J\u{7} there""#),
+        "{out}"
+    );
+    assert!(
+        !out.chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t'),
+        "{out:?}"
+    );
 }

@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -12,16 +13,18 @@ use super::EXIT_CONFIG;
 /// the accounts file, and shows whether a running daemon refused the files on disk.
 /// Exit 2 for what stops `run`, 1 for broken rules, templates or accounts.
 pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
+    let mut out = super::stdout();
     let runtime = config.check_runtime();
     for problem in &runtime {
         eprintln!("{problem}");
     }
     if runtime.is_empty() {
-        println!(
+        writeln!(
+            out,
             "{}: ok ({} mailbox(es))",
             config.file.display(),
             config.mailboxes.len()
-        );
+        )?;
     }
     let files = config.policy_files();
     let (policy, problems) = files.load();
@@ -30,7 +33,8 @@ pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
     }
     if let Some(policy) = &policy {
         let warnings = problems.len();
-        println!(
+        writeln!(
+            out,
             "{}: ok ({} rule(s){})",
             files.rules_dir.display(),
             policy.rules.rules.len(),
@@ -38,10 +42,11 @@ pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
                 0 => String::new(),
                 n => format!(", {n} warning(s)"),
             }
-        );
-        println!("{}: ok", files.templates_dir.display());
+        )?;
+        writeln!(out, "{}: ok", files.templates_dir.display())?;
     }
-    let accounts_ok = check_accounts(config);
+    let accounts_ok = check_accounts(config, &mut out)?;
+    out.flush()?;
     // A report left by a daemon that no longer runs says nothing about the present.
     if let Some(health) = Health::read(&config.health_file())
         && Path::new("/proc").join(health.pid.to_string()).exists()
@@ -84,25 +89,25 @@ pub fn ready_to_run(config: &Config) -> Result<(), ExitCode> {
 
 /// Whether the accounts file (if any) would be imported, compared with the registry
 /// as it is; every problem is shown.
-fn check_accounts(config: &Config) -> bool {
+fn check_accounts(config: &Config, out: &mut impl Write) -> std::io::Result<bool> {
     let Some(file) = &config.accounts_file else {
-        return true;
+        return Ok(true);
     };
     let file = file.get_ref();
     match check_file(config.database.get_ref(), file) {
         Ok(count) => {
-            println!("{}: ok ({count} account(s))", file.display());
-            true
+            writeln!(out, "{}: ok ({count} account(s))", file.display())?;
+            Ok(true)
         }
         Err(ImportFileError::Invalid(problems)) => {
             for problem in &problems.0 {
                 eprintln!("{problem}");
             }
-            false
+            Ok(false)
         }
         Err(error) => {
             eprintln!("{}: error: {error}", file.display());
-            false
+            Ok(false)
         }
     }
 }

@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 use maildesk::config::Config;
@@ -6,10 +7,13 @@ use maildesk::config::Config;
 /// [`Config::effective_toml`]); needs no secret and touches no database.
 pub fn print(config: &Config) -> anyhow::Result<ExitCode> {
     let file = std::path::absolute(&config.file)?;
-    println!(
+    let mut out = super::stdout();
+    writeln!(
+        out,
         "# maildesk config: {}, with every default filled in",
         file.display()
-    );
-    print!("{}", config.effective_toml()?);
+    )?;
+    write!(out, "{}", config.effective_toml()?)?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -74,10 +75,13 @@ pub fn run(config: &Config, command: Command) -> anyhow::Result<ExitCode> {
         if json {
             super::print_json(&serde_json::json!({ "already_stored": true, "mailbox": name }))?;
         } else {
-            println!(
+            let mut out = super::stdout();
+            writeln!(
+                out,
                 "{}: already stored from mailbox {name}; it would be skipped",
                 message.display()
-            );
+            )?;
+            out.flush()?;
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -85,7 +89,11 @@ pub fn run(config: &Config, command: Command) -> anyhow::Result<ExitCode> {
         super::print_json(&explained)?;
     } else {
         let base = config.file.parent().unwrap_or(Path::new(""));
-        print!("{}", render(&message, &name, role, now, &explained, base));
+        // The rendered mails carry text from the message: shown, never obeyed.
+        let text = render(&message, &name, role, now, &explained, base);
+        let mut out = super::stdout();
+        out.write_all(super::visible_text(&text).as_bytes())?;
+        out.flush()?;
     }
     Ok(ExitCode::SUCCESS)
 }

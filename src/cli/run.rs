@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -19,7 +20,9 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     runtime.shutdown_timeout(Duration::from_millis(500));
     let totals = result?;
     if args.once {
-        println!(
+        let mut out = super::stdout();
+        writeln!(
+            out,
             "stored {} message(s), {} already stored, {} failed; sent {} mail(s), {} deferred, {} undeliverable",
             totals.stored,
             totals.already_stored,
@@ -27,7 +30,8 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
             totals.sent,
             totals.deferred,
             totals.undeliverable
-        );
+        )?;
+        out.flush()?;
     }
     Ok(if totals.failed > 0 {
         ExitCode::FAILURE
