@@ -9,7 +9,8 @@
 //!   threading uses), each the median of several runs;
 //! - the daemon's start-up time (spawn to "maildesk started");
 //! - `maildesk run --once` ingesting a fresh Maildir of 20,000 messages, its rate and peak
-//!   RSS, compared with the same mail into an empty database;
+//!   RSS until every message is stored, compared with the same mail into an empty
+//!   database;
 //! - the database's size per stored message.
 //!
 //! Each figure is printed with its target.
@@ -49,20 +50,32 @@ fn main() {
     let accounts = ACCOUNTS.min(tickets).max(1);
     // The binary of the same build as this benchmark (release under `cargo bench`).
     let binary = Path::new(env!("CARGO_BIN_EXE_maildesk"));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let big = Desk::new(&dir.path().join("big"), accounts);
-    let empty = Desk::new(&dir.path().join("empty"), accounts);
+    // SCALE_DIR keeps the preloaded database there for the next run (to iterate on a
+    // change without preloading again); by default everything goes with the run.
+    let temp = tempfile::tempdir().expect("tempdir");
+    let dir =
+        std::env::var_os("SCALE_DIR").map_or_else(|| temp.path().to_path_buf(), PathBuf::from);
+    let _ = std::fs::remove_dir_all(dir.join("empty"));
+    let big = Desk::new(&dir.join("big"), accounts);
+    let empty = Desk::new(&dir.join("empty"), accounts);
 
-    eprintln!("preloading {total} messages in {tickets} tickets of {accounts} accounts...");
-    let started = Instant::now();
-    preload(&big, total, tickets, accounts);
-    let preload_secs = started.elapsed().as_secs_f64();
+    if big.db.exists() {
+        eprintln!("reusing the preloaded database in {}", big.dir.display());
+    } else {
+        eprintln!("preloading {total} messages in {tickets} tickets of {accounts} accounts...");
+        let started = Instant::now();
+        preload(&big, total, tickets, accounts);
+        let preload_secs = started.elapsed().as_secs_f64();
+        println!(
+            "preloaded:           {total} messages in {preload_secs:.0} s ({:.0} messages/s through the pipeline)",
+            total as f64 / preload_secs
+        );
+    }
     let stored = big.count("in");
     let all = big.count("all");
     println!(
-        "preloaded:           {stored} messages in, {} out, in {preload_secs:.0} s ({:.0} messages/s through the pipeline)",
-        all - stored,
-        stored as f64 / preload_secs
+        "big database:        {stored} messages in, {} out",
+        all - stored
     );
     let size = db_size(&big.db);
     println!(
@@ -101,12 +114,19 @@ fn main() {
     );
 
     let fresh = fresh_mail(accounts);
-    let (big_rate, big_rss) = ingest_fresh(binary, &big, &fresh);
-    let (empty_rate, empty_rss) = ingest_fresh(binary, &empty, &fresh);
-    println!("ingestion, empty db: {empty_rate:.0} messages/s, peak RSS {empty_rss:.0} MB");
+    let on_big = ingest_fresh(binary, &big, &fresh);
+    let on_empty = ingest_fresh(binary, &empty, &fresh);
+    for (what, run) in [("empty db", &on_empty), ("big db", &on_big)] {
+        println!(
+            "ingestion, {what:<9} {:.0} messages/s from process start, {:.0} messages/s from the first commit to the last; peak RSS {:.0} MB",
+            run.whole, run.steady, run.rss_mb
+        );
+    }
     println!(
-        "ingestion, big db:   {big_rate:.0} messages/s = {:.0} % of the empty-database rate (target >= 90 %), peak RSS {big_rss:.0} MB (target < 100 MB)",
-        big_rate / empty_rate * 100.0
+        "ingestion, big / empty: {:.0} % from process start, {:.0} % from the first commit (target >= 90 %); peak RSS on the big database {:.0} MB (target < 100 MB)",
+        on_big.whole / on_empty.whole * 100.0,
+        on_big.steady / on_empty.steady * 100.0,
+        on_big.rss_mb
     );
 }
 
@@ -285,7 +305,7 @@ fn db_size(db: &Path) -> u64 {
 
 fn report(what: &str, ms: f64, target: f64) {
     let verdict = if ms < target { "ok" } else { "OVER" };
-    println!("{what:<38} {ms:>7.1} ms (target < {target:.0} ms: {verdict})");
+    println!("{what:<38} {ms:>8.3} ms (target < {target:.0} ms: {verdict})");
 }
 
 /// Median wall time of `maildesk ARGS` over 7 runs, process start included.
@@ -382,19 +402,24 @@ fn fresh_mail(accounts: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// `run --once` over a Maildir of `mails`: messages per second until every one is
-/// stored, and peak RSS in MB.
-fn ingest_fresh(binary: &Path, desk: &Desk, mails: &[Vec<u8>]) -> (f64, f64) {
+/// A fresh ingestion: messages per second from process start and from the first commit
+/// to the last, and peak RSS.
+struct Ingestion {
+    whole: f64,
+    steady: f64,
+    rss_mb: f64,
+}
+
+/// `run --once` over a Maildir of `mails`, until every one is stored (moved out of `new/`,
+/// which happens only after its commit). The run is then stopped: on the big database it
+/// would go on to deliver the preload's answers, which are not part of the measure.
+fn ingest_fresh(binary: &Path, desk: &Desk, mails: &[Vec<u8>]) -> Ingestion {
+    let new = desk.dir.join("maildir/new");
     for (i, raw) in mails.iter().enumerate() {
-        std::fs::write(
-            desk.dir
-                .join("maildir/new")
-                .join(format!("{}.M{i}.scale", 1_800_000_000 + i)),
-            raw,
-        )
-        .expect("deliver");
+        std::fs::write(new.join(format!("{}.M{i}.scale", 1_800_000_000 + i)), raw)
+            .expect("deliver");
     }
-    let before = desk.count("in");
+    let waiting = || std::fs::read_dir(&new).map_or(usize::MAX, Iterator::count);
     let started = Instant::now();
     let mut child = Command::new(binary)
         .arg("--config")
@@ -406,31 +431,29 @@ fn ingest_fresh(binary: &Path, desk: &Desk, mails: &[Vec<u8>]) -> (f64, f64) {
         .expect("start");
     let status_file = format!("/proc/{}/status", child.id());
     let mut peak_kb = 0u64;
-    let mut ingested = None;
-    let mut polls = 0u32;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
+    let mut first: Option<(Duration, usize)> = None;
+    let took = loop {
         peak_kb = peak_kb.max(rss::high_water_mark_kb(&status_file).unwrap_or(0));
-        polls += 1;
-        if ingested.is_none()
-            && polls.is_multiple_of(20)
-            && desk.count("in") >= before + mails.len()
-        {
-            ingested = Some(started.elapsed());
+        let left = waiting();
+        if left == 0 {
+            break started.elapsed();
         }
-        std::thread::sleep(Duration::from_millis(5));
+        if first.is_none() && left < mails.len() {
+            first = Some((started.elapsed(), mails.len() - left));
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!("run --once ended ({status}) with {left} messages left in new/");
+        }
+        std::thread::sleep(Duration::from_millis(2));
     };
-    assert!(status.success(), "run --once: {status}");
-    assert_eq!(
-        desk.count("in"),
-        before + mails.len(),
-        "every fresh message stored"
-    );
-    let took = ingested.unwrap_or_else(|| started.elapsed());
-    (
-        mails.len() as f64 / took.as_secs_f64(),
-        peak_kb as f64 / 1024.0,
-    )
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let (at, done) = first.unwrap_or((Duration::ZERO, 0));
+    Ingestion {
+        whole: mails.len() as f64 / took.as_secs_f64(),
+        steady: (mails.len() - done) as f64 / (took - at).as_secs_f64(),
+        rss_mb: peak_kb as f64 / 1024.0,
+    }
 }

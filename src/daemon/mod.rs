@@ -117,6 +117,7 @@ pub async fn run(config: &Config, once: bool) -> Result<RunTotals, DaemonError> 
     let policy = SharedPolicy::new(policy);
     let db = config.database.get_ref();
     let mut outbox_store = Store::open(db)?;
+    outbox_store.small_cache()?;
     outbox_store.sync_staff(&config.staff)?;
     let outbox_wake = Arc::new(Notify::new());
     let accounts = import_accounts(config, &policy, &outbox_wake, &status)?;
@@ -186,7 +187,8 @@ fn import_accounts(
     let Some(file) = &config.accounts_file else {
         return Ok(None);
     };
-    let store = Store::open(config.database.get_ref())?;
+    let mut store = Store::open(config.database.get_ref())?;
+    store.small_cache()?;
     let mut accounts = reload::AccountsFile {
         path: file.get_ref().clone(),
         pipeline: Pipeline::new(config, store, policy.clone())?,
