@@ -438,3 +438,25 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     assert_eq!(dovecot.count(SUPPORT, "INBOX"), 0);
     assert_eq!(dovecot.count(SUPPORT, "Processed"), 500);
 }
+
+/// Mail that arrives while the daemon is busy fetching and moving is announced once,
+/// during whatever command was running: the daemon looks again before it idles, instead
+/// of waiting in IDLE for the next mail (which may never come).
+#[test]
+fn mail_arriving_during_a_catch_up_is_not_left_waiting_for_the_next_one() {
+    let (desk, dovecot) = imap_desk("initial_sync = \"process\"\nbatch_size = 10");
+    let traffic = mailgen::traffic(5, 40, 400, 30);
+    std::fs::write(desk.examples().join("accounts.csv"), &traffic.accounts_csv).unwrap();
+    desk.append_config("[limits]\nper_address = 1000");
+    let mut daemon = desk.spawn_daemon();
+    daemon.wait_for_log("idle=true", Duration::from_secs(20));
+    for chunk in traffic.messages.chunks(10) {
+        dovecot.append_many(SUPPORT, "INBOX", chunk);
+    }
+    // Nothing more arrives: whatever is left must be found without a new announcement.
+    wait_for("every message stored", Duration::from_secs(30), || {
+        desk.stored() == 400
+    });
+    terminate(daemon);
+    assert_eq!(dovecot.count(SUPPORT, "Processed"), 400);
+}

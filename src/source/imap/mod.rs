@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use async_imap::extensions::idle::IdleResponse;
 use async_imap::imap_proto::{Response, Status};
+use async_imap::types::UnsolicitedResponse;
 use chrono::Utc;
 use futures::TryStreamExt;
 use tokio::sync::Notify;
@@ -206,7 +207,7 @@ async fn session(
         .mailbox_state(&mailbox.name, MailboxState::Connected);
     tracing::info!(mailbox = %mailbox.name, uidvalidity, last_uid = cursor.last_uid, idle = server.idle, "watching mailbox");
     loop {
-        catch_up(
+        let again = catch_up(
             &mut session,
             mailbox,
             pipeline,
@@ -221,6 +222,9 @@ async fn session(
             .mailbox_synced(&mailbox.name, MailboxState::Idle);
         if watch.once || watch.shutdown.is_cancelled() {
             break;
+        }
+        if again {
+            continue;
         }
         session = wait_for_mail(session, &server, watch).await?;
         if watch.shutdown.is_cancelled() {
@@ -270,7 +274,8 @@ async fn establish_cursor(
 
 /// Acknowledges what was committed but not acknowledged, then stores and acknowledges
 /// every new message, batch by batch. While one batch commits, the next is fetched and
-/// parsed.
+/// parsed. Returns whether to look again before idling: mail may have arrived while it
+/// worked, and the server announces it only once, during whatever command was running.
 async fn catch_up(
     session: &mut Session,
     mailbox: &ImapMailbox,
@@ -279,7 +284,7 @@ async fn catch_up(
     cursor: &mut Cursor,
     watch: &Watch,
     totals: &mut Totals,
-) -> Result<(), ImapError> {
+) -> Result<bool, ImapError> {
     if cursor.last_uid >= cursor.first_uid {
         let unseen = if mailbox.after == AfterProcessing::Seen {
             " UNSEEN"
@@ -296,9 +301,9 @@ async fn catch_up(
             tracing::info!(mailbox = %mailbox.name, count = leftover.len(), "acknowledged messages committed before a restart");
         }
     }
-    let new = list_new(session, cursor).await?;
+    let (new, announced) = list_new(session, cursor).await?;
     if new.is_empty() {
-        return Ok(());
+        return Ok(announced);
     }
     watch
         .status
@@ -345,7 +350,7 @@ async fn catch_up(
         let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
         tracing::info!(mailbox = %mailbox.name, done, rate = format!("{rate:.0}/s"), "caught up");
     }
-    Ok(())
+    Ok(true)
 }
 
 /// At most this many bytes of mail are fetched into one batch (one more batch is being
@@ -513,15 +518,20 @@ async fn search(
 
 /// Every message above the cursor with its size, ascending, in one round trip.
 /// (`UID n:*` always includes the highest UID, even below `n`: such is dropped.)
-async fn list_new(session: &mut Session, cursor: &Cursor) -> Result<Vec<(u32, u64)>, ImapError> {
+/// Also says whether new mail was announced meanwhile (see [`drain`]): it may be missing
+/// from the list.
+async fn list_new(
+    session: &mut Session,
+    cursor: &Cursor,
+) -> Result<(Vec<(u32, u64)>, bool), ImapError> {
     let set = format!("{}:*", cursor.last_uid + 1);
-    let mut new = fetch_map(session, &set, "(UID RFC822.SIZE)", |f| {
+    let (mut new, announced) = fetch_map(session, &set, "(UID RFC822.SIZE)", |f| {
         let (uid, size) = (f.uid?, u64::from(f.size?));
         (uid > cursor.last_uid && uid >= cursor.first_uid).then_some((uid, size))
     })
     .await?;
     new.sort_unstable();
-    Ok(new)
+    Ok((new, announced))
 }
 
 /// The messages of `listed` (UID, size), oldest first: whole when within the size limit,
@@ -545,7 +555,8 @@ async fn fetch(
         if set.is_empty() {
             continue;
         }
-        let parts = fetch_map(session, &uid_set(set), items, |f| {
+        // Mail announced now is found by the next listing, which follows every batch.
+        let (parts, _) = fetch_map(session, &uid_set(set), items, |f| {
             let uid = f.uid.filter(|uid| sizes.contains_key(uid))?;
             let part = if oversize { f.header() } else { f.body() };
             Some((uid, part.map(<[u8]>::to_vec)))
@@ -580,7 +591,7 @@ async fn fetch_map<T>(
     set: &str,
     items: &str,
     mut keep: impl FnMut(&async_imap::types::Fetch) -> Option<T>,
-) -> Result<Vec<T>, ImapError> {
+) -> Result<(Vec<T>, bool), ImapError> {
     let mut out = Vec::new();
     timed("fetching", async {
         let mut responses = session.uid_fetch(set, items).await?;
@@ -590,8 +601,8 @@ async fn fetch_map<T>(
         Ok(())
     })
     .await?;
-    drain(session);
-    Ok(out)
+    let announced = drain(session);
+    Ok((out, announced))
 }
 
 /// Moves or flags stored messages, as configured.
@@ -711,10 +722,19 @@ async fn wait_for_mail(
     Ok(session)
 }
 
-/// Untagged responses are only hints (we re-search every time); empty their channel so
-/// that it never fills up.
-fn drain(session: &mut Session) {
-    while session.unsolicited_responses.try_recv().is_ok() {}
+/// Empties the channel of untagged responses so that it never fills up; says whether one
+/// of them announced new mail (EXISTS, RECENT). The server announces a message once: one
+/// that arrived during a command is not announced again by a later IDLE, so the caller
+/// must look again instead of idling.
+fn drain(session: &mut Session) -> bool {
+    let mut announced = false;
+    while let Ok(response) = session.unsolicited_responses.try_recv() {
+        announced |= matches!(
+            response,
+            UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
+        );
+    }
+    announced
 }
 
 async fn timed<T>(
