@@ -36,10 +36,6 @@ const ACCOUNTS: usize = 100_000;
 const TICKETS: usize = 300_000;
 const FRESH: usize = 20_000;
 
-const LOREM: &str = "The site was working fine until this morning, then the control panel showed a warning about \
-the disk quota and the shop stopped taking orders. We did not change anything in the configuration. \
-Could you please check the server logs and tell us what happened? ";
-
 fn main() {
     let total: usize = std::env::args()
         .skip(1)
@@ -237,9 +233,9 @@ fn body_mail(
     rng: &mut mailgen::Rng,
 ) -> Vec<u8> {
     let body_len = 1000 + rng.below(2000) as usize;
-    let mut body = String::with_capacity(body_len + LOREM.len());
+    let mut body = String::with_capacity(body_len + mailgen::LOREM.len());
     while body.len() < body_len {
-        body.push_str(LOREM);
+        body.push_str(mailgen::LOREM);
     }
     let text = body[..body_len].replace(". ", ".\r\n");
     let mime = if n.is_multiple_of(10) {

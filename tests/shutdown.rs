@@ -184,7 +184,7 @@ fn sigterm_with_thousands_of_mails_due_and_the_relay_hung_or_gone() {
 
     // Gone: every attempt is refused at once, each one deferred.
     drop(sink);
-    make_all_due(&desk);
+    desk.ok(&["outbox", "retry", "--all"]);
     let mut daemon = desk.spawn_daemon();
     daemon.wait_for_log("delivery failed, will retry", BOUND);
     stop_with(daemon, "TERM");
@@ -192,7 +192,7 @@ fn sigterm_with_thousands_of_mails_due_and_the_relay_hung_or_gone() {
     assert!(count(&desk, "SELECT count(*) FROM outbox WHERE attempts > 0") > 0);
 
     let sink = SmtpSink::start_on(desk.dir.path(), port);
-    make_all_due(&desk);
+    desk.ok(&["outbox", "retry", "--all"]);
     desk.ok(&["run", "--once"]);
     assert_eq!(sent(), MAILS as i64);
     let received = sink.received();
@@ -202,14 +202,4 @@ fn sigterm_with_thousands_of_mails_due_and_the_relay_hung_or_gone() {
         .collect();
     assert_eq!(received.len(), MAILS, "each mail once");
     assert_eq!(ids.len(), MAILS);
-}
-
-/// The retry wait of deferred mail is minutes; the test does not wait for it.
-fn make_all_due(desk: &Desk) {
-    desk.db()
-        .execute(
-            "UPDATE outbox SET next_attempt_at = queued_at WHERE status = 'pending'",
-            [],
-        )
-        .unwrap();
 }

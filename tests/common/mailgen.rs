@@ -43,7 +43,8 @@ const TOPICS: [&str; 8] = [
     "Invoice question about my hosting plan",
 ];
 
-const LOREM: &str = "The site was working fine until this morning, then the control panel showed a warning about \
+/// The text of a generated support mail, repeated to the wanted length.
+pub const LOREM: &str = "The site was working fine until this morning, then the control panel showed a warning about \
 the disk quota and the shop stopped taking orders. We did not change anything in the configuration. \
 Could you please check the server logs and tell us what happened? ";
 
